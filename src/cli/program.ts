@@ -1,0 +1,178 @@
+import { Command, CommanderError, Option } from "commander";
+import { describeError } from "../db/connect.js";
+import { loadConfig } from "../config/load.js";
+import { selectTables, tablesFromConfig, tablesFromFlags } from "../config/resolve.js";
+import { createLogger } from "../log.js";
+import { sync } from "../sync/run.js";
+import type { Mode, TableSpec } from "../sync/types.js";
+import { runDemo } from "../demo/demo.js";
+import { InputError } from "../input-error.js";
+import { status } from "./status.js";
+import { formatResult } from "./output.js";
+
+/** Exit codes: 0 every table ok, 1 a table failed, 2 bad input (usage, config). */
+export const EXIT = { ok: 0, failed: 1, usage: 2 } as const;
+
+interface CommonFlags {
+  source?: string;
+  target?: string;
+  table: string[];
+  config?: string;
+  json?: boolean;
+  debug?: boolean;
+  logLevel?: string;
+}
+
+const collect = (value: string, previous: string[]) => [...previous, value];
+
+function addConnectionFlags(cmd: Command): Command {
+  return cmd
+    .option("--source <url>", "source database URL (default: $SOURCE_DATABASE_URL)")
+    .option("--target <url>", "target database URL (default: $TARGET_DATABASE_URL)")
+    .option("--config <file>", "YAML config file")
+    .option(
+      "--table <SRC[:DST]>",
+      "table to sync, schema.table (repeatable); with --config, picks tables from it",
+      collect,
+      [],
+    )
+    .option("--json", "print one JSON object per table on stdout")
+    .option("--debug", "show stack traces and debug logs")
+    .addOption(
+      new Option("--log-level <level>", "log level on stderr").choices([
+        "debug",
+        "info",
+        "warn",
+        "error",
+        "silent",
+      ]),
+    );
+}
+
+interface Resolved {
+  source: string;
+  target: string;
+  tables: TableSpec[];
+  waitForLock: boolean;
+}
+
+async function resolveRequest(
+  flags: CommonFlags & { key?: string; mode?: Mode },
+): Promise<Resolved> {
+  let source = flags.source;
+  let target = flags.target;
+  let tables: TableSpec[];
+  let waitForLock = false;
+  if (flags.config) {
+    const config = await loadConfig(flags.config);
+    source ??= config.source;
+    target ??= config.target;
+    waitForLock = config.waitForLock ?? false;
+    tables = tablesFromConfig(config);
+    if (flags.table.length > 0) tables = selectTables(tables, flags.table);
+  } else {
+    if (flags.table.length === 0)
+      throw new InputError("no tables given: pass --table schema.table or --config file");
+    const key = flags.key?.split(",").map((k) => k.trim());
+    tables = tablesFromFlags(flags.table, {
+      ...(key ? { key } : {}),
+      ...(flags.mode ? { mode: flags.mode } : {}),
+    });
+  }
+  source ??= process.env.SOURCE_DATABASE_URL;
+  target ??= process.env.TARGET_DATABASE_URL;
+  if (!source) throw new InputError("no source database: pass --source or set SOURCE_DATABASE_URL");
+  if (!target) throw new InputError("no target database: pass --target or set TARGET_DATABASE_URL");
+  return { source, target, tables, waitForLock };
+}
+
+export function buildProgram(state: { exitCode: number }): Command {
+  const program = new Command("xmin-sync")
+    .description(
+      "Keep copies of PostgreSQL tables up to date in another PostgreSQL database, by xmin.",
+    )
+    .version("0.1.0")
+    .showHelpAfterError(false)
+    .exitOverride()
+    .configureOutput({
+      outputError: (str, write) => write(`xmin-sync: ${str.replace(/^error: /, "").trim()}\n`),
+    });
+
+  addConnectionFlags(
+    program
+      .command("sync")
+      .description("copy tables: whole the first time, then rows changed since the last run"),
+  )
+    .option("--full", "copy every row, ignoring the stored watermark")
+    .option(
+      "--key <columns>",
+      "key columns (comma-separated) for --table tables without a primary key",
+    )
+    .addOption(
+      new Option("--mode <mode>", "sync mode for --table tables").choices(["auto", "xmin", "full"]),
+    )
+    .option("--wait", "wait for another run on the same table instead of failing")
+    .action(
+      async (
+        flags: CommonFlags & { full?: boolean; key?: string; mode?: Mode; wait?: boolean },
+      ) => {
+        const logger = createLogger({ level: flags.debug ? "debug" : (flags.logLevel ?? "info") });
+        const req = await resolveRequest(flags);
+        const results = await sync({
+          source: req.source,
+          target: req.target,
+          tables: req.tables,
+          full: flags.full ?? false,
+          waitForLock: flags.wait ?? req.waitForLock,
+          logger,
+        });
+        for (const r of results) {
+          process.stdout.write((flags.json ? JSON.stringify(r) : formatResult(r)) + "\n");
+        }
+        state.exitCode = results.every((r) => r.status === "ok") ? EXIT.ok : EXIT.failed;
+      },
+    );
+
+  addConnectionFlags(
+    program
+      .command("status")
+      .description("show each synced table's watermark and last run, from the target"),
+  ).action(async (flags: CommonFlags) => {
+    let target = flags.target;
+    if (!target && flags.config) target = (await loadConfig(flags.config)).target;
+    target ??= process.env.TARGET_DATABASE_URL;
+    if (!target)
+      throw new InputError("no target database: pass --target or set TARGET_DATABASE_URL");
+    await status(target, { json: flags.json ?? false });
+  });
+
+  program
+    .command("demo")
+    .description(
+      "start two throwaway servers, sync a vendor-like table while it changes, and clean up",
+    )
+    .option("--rows <n>", "rows in the demo table", "100000")
+    .action(async (flags: { rows: string }) => {
+      await runDemo({ rows: Number(flags.rows) });
+    });
+
+  return program;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const state = { exitCode: EXIT.ok as number };
+  const program = buildProgram(state);
+  const debug = argv.includes("--debug");
+  try {
+    await program.parseAsync(argv);
+    return state.exitCode;
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      // Help and version exit 0; usage mistakes were already printed in one line.
+      return err.exitCode === 0 ? EXIT.ok : EXIT.usage;
+    }
+    if (debug) process.stderr.write(`${(err as Error).stack ?? String(err)}\n`);
+    else process.stderr.write(`xmin-sync: ${describeError(err)}\n`);
+    return err instanceof InputError ? EXIT.usage : EXIT.failed;
+  }
+}

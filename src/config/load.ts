@@ -1,0 +1,95 @@
+import { readFile } from "node:fs/promises";
+import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Node } from "yaml";
+import { InputError } from "../input-error.js";
+import { configSchema, type ConfigFile } from "./schema.js";
+
+/**
+ * Reads and validates a config file. Every problem is reported as
+ * `file:line: key.path: what is wrong`, so a user can go straight to it.
+ */
+export async function loadConfig(
+  path: string,
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<ConfigFile> {
+  let text: string;
+  try {
+    text = await readFile(path, "utf8");
+  } catch (err) {
+    throw new InputError(
+      `cannot read config ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
+    );
+  }
+  return parseConfig(text, path, env);
+}
+
+export function parseConfig(
+  text: string,
+  path: string,
+  env: NodeJS.ProcessEnv = process.env,
+): ConfigFile {
+  const lineCounter = new LineCounter();
+  const doc = parseDocument(text, { lineCounter, prettyErrors: false });
+  if (doc.errors.length > 0) {
+    const e = doc.errors[0]!;
+    const line = e.linePos?.[0]?.line;
+    throw new InputError(
+      `${path}${line ? `:${line}` : ""}: invalid YAML: ${e.message.split("\n")[0]}`,
+    );
+  }
+  const lineOf = (keyPath: (string | number)[]): string => {
+    const node = doc.getIn(keyPath, true) as Node | undefined;
+    const offset = node?.range?.[0];
+    return offset === undefined ? "" : `:${lineCounter.linePos(offset).line}`;
+  };
+
+  const missing: { path: (string | number)[]; name: string }[] = [];
+  interpolate(doc.contents as Node | null, [], env, missing);
+  if (missing.length > 0) {
+    const m = missing[0]!;
+    throw new InputError(
+      `${path}${lineOf(m.path)}: ${m.path.join(".")}: environment variable ${m.name} is not set`,
+    );
+  }
+
+  const result = configSchema.safeParse(doc.toJS());
+  if (!result.success) {
+    const issue = result.error.issues[0]!;
+    const keyPath = issue.path.filter((p): p is string | number => typeof p !== "symbol");
+    // An unknown key has no node of its own at issue.path; point at its parent's key.
+    const where = issue.code === "unrecognized_keys" ? [...keyPath, issue.keys[0]!] : keyPath;
+    const name = where.length > 0 ? where.join(".") : "(top level)";
+    const line = lineOf(where) || lineOf(keyPath);
+    const message = issue.code === "unrecognized_keys" ? "unknown key" : issue.message;
+    throw new InputError(`${path}${line}: ${name}: ${message}`);
+  }
+  return result.data;
+}
+
+/** Replaces `${NAME}` in string values with the environment's value, in place. */
+function interpolate(
+  node: Node | null,
+  path: (string | number)[],
+  env: NodeJS.ProcessEnv,
+  missing: { path: (string | number)[]; name: string }[],
+): void {
+  if (!node) return;
+  if (isScalar(node)) {
+    if (typeof node.value === "string" && node.value.includes("${")) {
+      node.value = node.value.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g, (_m, name: string) => {
+        const v = env[name];
+        if (v === undefined) {
+          missing.push({ path, name });
+          return "";
+        }
+        return v;
+      });
+    }
+  } else if (isMap(node)) {
+    for (const item of node.items) {
+      const key = isScalar(item.key) ? String(item.key.value) : String(item.key);
+      interpolate(item.value as Node | null, [...path, key], env, missing);
+    }
+  } else if (isSeq(node)) {
+    node.items.forEach((item, i) => interpolate(item as Node | null, [...path, i], env, missing));
+  }
+}

@@ -1,0 +1,67 @@
+import {
+  displayName,
+  parseQualifiedName,
+  parseTableMapping,
+  type QualifiedName,
+} from "../db/quote.js";
+import { InputError } from "../input-error.js";
+import type { Mode, TableSpec } from "../sync/types.js";
+import type { ConfigFile } from "./schema.js";
+
+/** Turns config-file tables into TableSpecs, naming the entry at fault on error. */
+export function tablesFromConfig(config: ConfigFile): TableSpec[] {
+  return config.tables.map((t, i) => {
+    try {
+      return {
+        source: parseQualifiedName(t.source),
+        ...(t.target ? { target: parseQualifiedName(t.target) } : {}),
+        ...(t.key ? { key: t.key } : {}),
+        ...(t.mode ? { mode: t.mode } : {}),
+        ...(t.cursor ? { cursor: t.cursor } : {}),
+        ...(t.deletes ? { deletes: t.deletes } : {}),
+      };
+    } catch (err) {
+      throw new InputError(`tables.${i}: ${(err as Error).message}`, { cause: err });
+    }
+  });
+}
+
+/** `--table SRC[:DST]` flags into TableSpecs. */
+export function tablesFromFlags(
+  flags: string[],
+  common: { key?: string[]; mode?: Mode },
+): TableSpec[] {
+  return flags.map((f) => {
+    let parsed;
+    try {
+      parsed = parseTableMapping(f);
+    } catch (err) {
+      throw new InputError(`--table: ${(err as Error).message}`, { cause: err });
+    }
+    const { source, target } = parsed;
+    return {
+      source,
+      ...(target ? { target } : {}),
+      ...(common.key ? { key: common.key } : {}),
+      ...(common.mode ? { mode: common.mode } : {}),
+    };
+  });
+}
+
+/** `--table NAME` with `--config`: picks entries whose source or target is NAME. */
+export function selectTables(all: TableSpec[], names: string[]): TableSpec[] {
+  return names.map((n) => {
+    let q: QualifiedName;
+    try {
+      q = parseQualifiedName(n);
+    } catch (err) {
+      throw new InputError(`--table: ${(err as Error).message}`, { cause: err });
+    }
+    const wanted = displayName(q);
+    const found = all.find(
+      (t) => displayName(t.source) === wanted || displayName(t.target ?? t.source) === wanted,
+    );
+    if (!found) throw new InputError(`table ${wanted} is not in the config`);
+    return found;
+  });
+}

@@ -1,0 +1,83 @@
+import pg from "pg";
+
+export type Role = "source" | "target";
+
+/**
+ * Session settings that make COPY text round-trip exactly between two
+ * servers whatever their defaults: the same date, interval, float, money and
+ * xml formats on both sides, and a search_path that forces catalog functions
+ * to qualify every non-built-in name.
+ */
+const SESSION_SETTINGS: ReadonlyArray<readonly [string, string]> = [
+  ["DateStyle", "ISO, YMD"],
+  ["IntervalStyle", "postgres"],
+  ["TimeZone", "UTC"],
+  ["extra_float_digits", "3"],
+  ["bytea_output", "hex"],
+  ["lc_monetary", "C"],
+  ["xmloption", "content"],
+  ["search_path", "pg_catalog"],
+];
+
+/** The URL with its password hidden, for messages and logs. */
+export function redactUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = "***";
+    return u.toString();
+  } catch {
+    return url.replace(/:[^:@/]*@/, ":***@");
+  }
+}
+
+export interface ConnectOptions {
+  applicationName?: string;
+}
+
+export async function connect(
+  url: string,
+  role: Role,
+  opts: ConnectOptions = {},
+): Promise<pg.Client> {
+  if (!url) {
+    const env = role === "source" ? "SOURCE_DATABASE_URL" : "TARGET_DATABASE_URL";
+    throw new Error(`no ${role} database given: pass --${role} or set ${env}`);
+  }
+  const client = new pg.Client({
+    connectionString: url,
+    application_name: opts.applicationName ?? `xmin-sync ${role}`,
+    connectionTimeoutMillis: 30_000,
+    keepAlive: true,
+  });
+  // An idle client whose server goes away emits 'error'; without a listener
+  // that would crash the process instead of failing the query that uses it.
+  client.on("error", () => undefined);
+  try {
+    await client.connect();
+  } catch (err) {
+    await client.end().catch(() => undefined);
+    throw new Error(`cannot connect to ${role} ${redactUrl(url)}: ${describeError(err)}`, {
+      cause: err,
+    });
+  }
+  const names = SESSION_SETTINGS.map(([n]) => n);
+  const values = SESSION_SETTINGS.map(([, v]) => v);
+  await client.query(
+    "SELECT set_config(name, value, false) FROM unnest($1::text[], $2::text[]) AS s(name, value)",
+    [names, values],
+  );
+  return client;
+}
+
+/** One line describing any error, including AggregateError from multi-address connects. */
+export function describeError(err: unknown): string {
+  if (err instanceof AggregateError && err.errors.length > 0) {
+    return describeError(err.errors[0]);
+  }
+  if (err instanceof Error) {
+    const code = (err as { code?: string }).code;
+    const msg = err.message || code || err.name;
+    return msg;
+  }
+  return String(err);
+}

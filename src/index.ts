@@ -1,0 +1,16 @@
+/** The library API; the CLI is a thin layer over it. */
+export { sync } from "./sync/run.js";
+export type { SyncOptions, TableResult, TableSpec, Mode, DeletesMode } from "./sync/types.js";
+export { loadConfig, parseConfig } from "./config/load.js";
+export { tablesFromConfig } from "./config/resolve.js";
+export type { ConfigFile } from "./config/schema.js";
+export {
+  parseQualifiedName,
+  parseTableMapping,
+  quoteIdent,
+  quoteQualified,
+  displayName,
+} from "./db/quote.js";
+export type { QualifiedName } from "./db/quote.js";
+export { InputError } from "./input-error.js";
+export { createLogger } from "./log.js";

@@ -1,0 +1,225 @@
+import type pg from "pg";
+import { displayName, type QualifiedName } from "../db/quote.js";
+
+export interface Column {
+  name: string;
+  /** format_type() under search_path=pg_catalog: built-ins bare, everything else qualified. */
+  type: string;
+  notNull: boolean;
+  /** A generated column on the source; a plain column on the target. */
+  generated: boolean;
+}
+
+/** A user-defined type a table depends on, which the target must have too. */
+export type UserType =
+  | { kind: "enum"; name: QualifiedName; sql: string; labels: string[] }
+  | {
+      kind: "domain";
+      name: QualifiedName;
+      sql: string;
+      baseType: string;
+      notNull: boolean;
+      collation: string | null;
+      checks: string[];
+    }
+  | {
+      kind: "composite";
+      name: QualifiedName;
+      sql: string;
+      attributes: { name: string; type: string }[];
+    }
+  | { kind: "external"; name: QualifiedName; sql: string };
+
+export interface SourceTable {
+  name: QualifiedName;
+  oid: string;
+  /** r table, p partitioned, m materialized view, v view, f foreign table. */
+  relkind: string;
+  columns: Column[];
+  primaryKey: string[] | null;
+  /** Types to create on the target first, dependencies before dependants. */
+  userTypes: UserType[];
+  /** Heap + TOAST bytes, for planning parallel reads. */
+  bytes: number;
+  /** Heap pages, for ctid range splits. */
+  pages: number;
+}
+
+/** relkinds whose rows carry a usable xmin. */
+export const XMIN_RELKINDS = new Set(["r", "p", "m"]);
+
+export async function readSourceTable(
+  client: pg.Client,
+  name: QualifiedName,
+): Promise<SourceTable> {
+  const rel = await client.query<{
+    oid: string;
+    relkind: string;
+    can_select: boolean;
+    bytes: string;
+    pages: string;
+  }>(
+    `SELECT c.oid::text AS oid, c.relkind::text AS relkind,
+            has_table_privilege(c.oid, 'SELECT') AS can_select,
+            CASE WHEN c.relkind IN ('r','m') THEN pg_table_size(c.oid) ELSE 0 END::text AS bytes,
+            CASE WHEN c.relkind IN ('r','m') THEN pg_relation_size(c.oid) / current_setting('block_size')::int ELSE 0 END::text AS pages
+       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+      WHERE n.nspname = $1 AND c.relname = $2`,
+    [name.schema, name.name],
+  );
+  const r = rel.rows[0];
+  if (!r) throw new Error(`source table ${displayName(name)} does not exist`);
+  if (!["r", "p", "m", "v", "f"].includes(r.relkind)) {
+    throw new Error(`source ${displayName(name)} is not a table or view (relkind ${r.relkind})`);
+  }
+  if (!r.can_select) throw new Error(`no SELECT permission on source table ${displayName(name)}`);
+
+  const cols = await client.query<{
+    name: string;
+    type: string;
+    typid: number;
+    notnull: boolean;
+    generated: boolean;
+  }>(
+    `SELECT a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type, a.atttypid AS typid,
+            a.attnotnull AS notnull, a.attgenerated <> '' AS generated
+       FROM pg_attribute a
+      WHERE a.attrelid = $1::oid AND a.attnum > 0 AND NOT a.attisdropped
+      ORDER BY a.attnum`,
+    [r.oid],
+  );
+  if (cols.rows.length === 0) throw new Error(`source table ${displayName(name)} has no columns`);
+
+  const pk = await client.query<{ name: string }>(
+    `SELECT a.attname AS name
+       FROM pg_index i
+       CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
+       JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+      WHERE i.indrelid = $1::oid AND i.indisprimary
+      ORDER BY k.ord`,
+    [r.oid],
+  );
+
+  return {
+    name,
+    oid: r.oid,
+    relkind: r.relkind,
+    columns: cols.rows.map((c) => ({
+      name: c.name,
+      type: c.type,
+      notNull: c.notnull,
+      generated: c.generated,
+    })),
+    primaryKey: pk.rows.length > 0 ? pk.rows.map((p) => p.name) : null,
+    userTypes: await readUserTypes(
+      client,
+      cols.rows.map((c) => c.typid),
+    ),
+    bytes: Number(r.bytes),
+    pages: Number(r.pages),
+  };
+}
+
+interface TypeRow {
+  oid: number;
+  schema: string;
+  name: string;
+  sql: string;
+  typtype: string;
+  category: string;
+  elem: number;
+  basetype: number;
+  base_sql: string | null;
+  notnull: boolean;
+  collation: string | null;
+  relid: number;
+}
+
+/**
+ * Walks the column types down to built-ins (array elements, domain bases,
+ * composite attributes, range subtypes) and returns the user-defined ones in
+ * dependency order.
+ */
+async function readUserTypes(client: pg.Client, rootTypeOids: number[]): Promise<UserType[]> {
+  const ordered: UserType[] = [];
+  const seen = new Set<number>();
+
+  const visit = async (oid: number): Promise<void> => {
+    if (seen.has(oid)) return;
+    seen.add(oid);
+    const { rows } = await client.query<TypeRow>(
+      `SELECT t.oid::int AS oid, n.nspname AS schema, t.typname AS name,
+              format_type(t.oid, NULL) AS sql, t.typtype::text AS typtype, t.typcategory::text AS category,
+              t.typelem::int AS elem, t.typbasetype::int AS basetype,
+              CASE WHEN t.typbasetype <> 0 THEN format_type(t.typbasetype, t.typtypmod) END AS base_sql,
+              t.typnotnull AS notnull, t.typrelid::int AS relid,
+              CASE WHEN t.typcollation <> 0 AND t.typcollation IS DISTINCT FROM bt.typcollation
+                   THEN format('%I.%I', cn.nspname, co.collname) END AS collation
+         FROM pg_type t
+         JOIN pg_namespace n ON n.oid = t.typnamespace
+         LEFT JOIN pg_type bt ON bt.oid = t.typbasetype
+         LEFT JOIN pg_collation co ON co.oid = t.typcollation
+         LEFT JOIN pg_namespace cn ON cn.oid = co.collnamespace
+        WHERE t.oid = $1::oid`,
+      [oid],
+    );
+    const t = rows[0];
+    if (!t) return;
+    // An array needs its element type; the array type comes with it.
+    if (t.category === "A" && t.elem !== 0) {
+      await visit(t.elem);
+      return;
+    }
+    const builtIn = t.schema === "pg_catalog" || t.schema === "information_schema";
+    if (builtIn) return;
+    const name = { schema: t.schema, name: t.name };
+    switch (t.typtype) {
+      case "e": {
+        const labels = await client.query<{ l: string }>(
+          "SELECT enumlabel AS l FROM pg_enum WHERE enumtypid = $1::oid ORDER BY enumsortorder",
+          [oid],
+        );
+        ordered.push({ kind: "enum", name, sql: t.sql, labels: labels.rows.map((x) => x.l) });
+        return;
+      }
+      case "d": {
+        await visit(t.basetype);
+        const checks = await client.query<{ def: string }>(
+          "SELECT pg_get_constraintdef(oid) AS def FROM pg_constraint WHERE contypid = $1::oid AND contype = 'c' ORDER BY conname",
+          [oid],
+        );
+        ordered.push({
+          kind: "domain",
+          name,
+          sql: t.sql,
+          baseType: t.base_sql!,
+          notNull: t.notnull,
+          collation: t.collation,
+          checks: checks.rows.map((c) => c.def),
+        });
+        return;
+      }
+      case "c": {
+        const attrs = await client.query<{ name: string; type: string; typid: number }>(
+          `SELECT attname AS name, format_type(atttypid, atttypmod) AS type, atttypid::int AS typid
+             FROM pg_attribute WHERE attrelid = $1::oid AND attnum > 0 AND NOT attisdropped ORDER BY attnum`,
+          [t.relid],
+        );
+        for (const a of attrs.rows) await visit(a.typid);
+        ordered.push({
+          kind: "composite",
+          name,
+          sql: t.sql,
+          attributes: attrs.rows.map((a) => ({ name: a.name, type: a.type })),
+        });
+        return;
+      }
+      default:
+        // Base types from extensions, custom ranges, multiranges: the target must have them already.
+        ordered.push({ kind: "external", name, sql: t.sql });
+    }
+  };
+
+  for (const oid of rootTypeOids) await visit(oid);
+  return ordered;
+}

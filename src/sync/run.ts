@@ -1,0 +1,102 @@
+import { connect, describeError } from "../db/connect.js";
+import { displayName } from "../db/quote.js";
+import { isRetryable } from "../db/errors.js";
+import { silentLogger } from "../log.js";
+import { ensureProjectSchema } from "../target/project.js";
+import { SourceRun } from "./source-run.js";
+import { syncTable } from "./table.js";
+import type { SyncOptions, TableResult, TableSpec } from "./types.js";
+
+const RETRY_ATTEMPTS = 3;
+
+/**
+ * Syncs every table of the request from one source snapshot. A table that
+ * fails does not stop the others; its result says why. A retryable failure
+ * (a standby's recovery conflict, a dropped connection) is retried on a fresh
+ * snapshot of its own.
+ */
+export async function sync(opts: SyncOptions): Promise<TableResult[]> {
+  const logger = opts.logger ?? silentLogger;
+  checkDistinctTargets(opts.tables);
+
+  const target = await connect(opts.target, "target");
+  try {
+    await ensureProjectSchema(target);
+  } finally {
+    await target.end().catch(() => undefined);
+  }
+
+  const run = await SourceRun.open(opts.source);
+  const results: TableResult[] = [];
+  try {
+    logger.info({ snapshot: run.snapshot.text }, "source snapshot taken");
+    for (const spec of opts.tables) {
+      results.push(await syncOne(run, opts, spec));
+    }
+  } finally {
+    await run.close();
+  }
+  return results;
+}
+
+async function syncOne(
+  shared: SourceRun,
+  opts: SyncOptions,
+  spec: TableSpec,
+): Promise<TableResult> {
+  const logger = opts.logger ?? silentLogger;
+  const started = Date.now();
+  const base = {
+    table: displayName(spec.source),
+    target: displayName(spec.target ?? spec.source),
+  };
+  let retryRun: SourceRun | undefined;
+  try {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const r = await syncTable(retryRun ?? shared, opts.target, spec, {
+          full: opts.full ?? false,
+          waitForLock: opts.waitForLock ?? false,
+          logger,
+        });
+        return { ...r, durationMs: Date.now() - started, status: "ok" };
+      } catch (err) {
+        if (attempt < RETRY_ATTEMPTS && isRetryable(err)) {
+          logger.warn(
+            { table: base.table, attempt, err: describeError(err) },
+            "retrying on a fresh snapshot",
+          );
+          await new Promise((r) => setTimeout(r, 250 * 2 ** attempt * (0.5 + Math.random())));
+          await retryRun?.close();
+          retryRun = await SourceRun.open(opts.source);
+          continue;
+        }
+        logger.error({ table: base.table, err: describeError(err) }, "table failed");
+        return {
+          ...base,
+          mode: spec.mode ?? "auto",
+          rowsCopied: 0,
+          inserted: 0,
+          updated: 0,
+          deleted: 0,
+          watermark: null,
+          previousWatermark: null,
+          durationMs: Date.now() - started,
+          status: "error",
+          error: `${base.table}: ${describeError(err)}`,
+        };
+      }
+    }
+  } finally {
+    await retryRun?.close();
+  }
+}
+
+function checkDistinctTargets(tables: TableSpec[]): void {
+  const seen = new Set<string>();
+  for (const t of tables) {
+    const name = displayName(t.target ?? t.source);
+    if (seen.has(name)) throw new Error(`target table ${name} is named twice in one run`);
+    seen.add(name);
+  }
+}

@@ -1,0 +1,168 @@
+import type pg from "pg";
+import {
+  displayName,
+  quoteIdent,
+  quoteLiteral,
+  quoteQualified,
+  type QualifiedName,
+} from "../db/quote.js";
+import type { Column, UserType } from "../source/catalog.js";
+
+/** Columns the target table carries besides the source's. */
+export const SOURCE_XMIN = "source_xmin";
+export const SOURCE_DELETED_AT = "source_deleted_at";
+export const RESERVED_COLUMNS = [SOURCE_XMIN, SOURCE_DELETED_AT];
+
+export interface TargetTable {
+  oid: string;
+  /** Column name → format_type() text. */
+  columns: Map<string, string>;
+  /** Column sets of the primary key and of unique indexes without predicates. */
+  uniqueKeys: string[][];
+}
+
+export async function readTargetTable(
+  client: pg.Client,
+  name: QualifiedName,
+): Promise<TargetTable | null> {
+  const rel = await client.query<{ oid: string; relkind: string }>(
+    `SELECT c.oid::text AS oid, c.relkind::text AS relkind
+       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+      WHERE n.nspname = $1 AND c.relname = $2`,
+    [name.schema, name.name],
+  );
+  const r = rel.rows[0];
+  if (!r) return null;
+  if (r.relkind !== "r" && r.relkind !== "p") {
+    throw new Error(`target ${displayName(name)} exists and is not a table`);
+  }
+  const cols = await client.query<{ name: string; type: string }>(
+    `SELECT attname AS name, format_type(atttypid, atttypmod) AS type FROM pg_attribute
+      WHERE attrelid = $1::oid AND attnum > 0 AND NOT attisdropped ORDER BY attnum`,
+    [r.oid],
+  );
+  const keys = await client.query<{ cols: string[] }>(
+    `SELECT array_agg(a.attname::text ORDER BY k.ord) AS cols
+       FROM pg_index i
+       CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
+       JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+      WHERE i.indrelid = $1::oid AND i.indisunique AND i.indpred IS NULL AND i.indexprs IS NULL
+      GROUP BY i.indexrelid`,
+    [r.oid],
+  );
+  return {
+    oid: r.oid,
+    columns: new Map(cols.rows.map((c) => [c.name, c.type])),
+    uniqueKeys: keys.rows.map((k) => k.cols),
+  };
+}
+
+/**
+ * Creates the user-defined types the table needs, or brings enums up to date
+ * (labels added on the source since). Runs in its own transaction: a new
+ * enum label cannot be used in the transaction that adds it.
+ */
+export async function ensureUserTypes(client: pg.Client, types: UserType[]): Promise<void> {
+  for (const t of types) {
+    const existing = await client.query<{ typtype: string; labels: string[] | null }>(
+      `SELECT t.typtype::text AS typtype,
+              (SELECT array_agg(enumlabel ORDER BY enumsortorder) FROM pg_enum WHERE enumtypid = t.oid) AS labels
+         FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
+        WHERE n.nspname = $1 AND t.typname = $2`,
+      [t.name.schema, t.name.name],
+    );
+    const found = existing.rows[0];
+    const q = quoteQualified(t.name);
+    if (found) {
+      if (t.kind === "enum") {
+        if (found.typtype !== "e")
+          throw new Error(`target type ${displayName(t.name)} exists and is not an enum`);
+        const have = new Set(found.labels ?? []);
+        for (const label of t.labels) {
+          if (!have.has(label)) {
+            await client.query(`ALTER TYPE ${q} ADD VALUE IF NOT EXISTS ${quoteLiteral(label)}`);
+          }
+        }
+      }
+      continue;
+    }
+    await client.query(`CREATE SCHEMA IF NOT EXISTS ${quoteIdent(t.name.schema)}`);
+    switch (t.kind) {
+      case "enum":
+        await client.query(`CREATE TYPE ${q} AS ENUM (${t.labels.map(quoteLiteral).join(", ")})`);
+        break;
+      case "domain":
+        // The source's CHECK constraints stay on the source: its data already
+        // passed them, and copying their expressions would run source-defined
+        // code in the target.
+        await client.query(
+          `CREATE DOMAIN ${q} AS ${t.baseType}` +
+            (t.collation ? ` COLLATE ${t.collation}` : "") +
+            (t.notNull ? " NOT NULL" : ""),
+        );
+        break;
+      case "composite":
+        await client.query(
+          `CREATE TYPE ${q} AS (${t.attributes.map((a) => `${quoteIdent(a.name)} ${a.type}`).join(", ")})`,
+        );
+        break;
+      case "external":
+        throw new Error(
+          `type ${displayName(t.name)} does not exist on the target; create it (or install the extension that provides it) first`,
+        );
+    }
+  }
+}
+
+/** CREATE TABLE for a new target: the source's columns and types, plus source_xmin. No key yet (see keyDdl). */
+export function createTableSql(target: QualifiedName, columns: Column[]): string {
+  const defs = columns.map((c) => `${quoteIdent(c.name)} ${c.type}${c.notNull ? " NOT NULL" : ""}`);
+  defs.push(`${quoteIdent(SOURCE_XMIN)} bigint`);
+  return `CREATE TABLE ${quoteQualified(target)} (${defs.join(", ")})`;
+}
+
+/** Key and source_xmin index, built after a first load as pg_dump and pgcopydb do. */
+export function keyDdl(target: QualifiedName, key: string[]): string[] {
+  return [
+    `ALTER TABLE ${quoteQualified(target)} ADD PRIMARY KEY (${key.map(quoteIdent).join(", ")})`,
+    `CREATE INDEX ON ${quoteQualified(target)} (${quoteIdent(SOURCE_XMIN)})`,
+  ];
+}
+
+/**
+ * Checks that an existing target can take the source's rows: same columns
+ * with the same types, a unique key on the key columns. Returns the DDL that
+ * adds what xmin-sync itself needs (source_xmin) when a user created the table.
+ */
+export function checkTargetTable(
+  target: QualifiedName,
+  t: TargetTable,
+  columns: Column[],
+  key: string[],
+): string[] {
+  for (const c of columns) {
+    const type = t.columns.get(c.name);
+    if (type === undefined) {
+      throw new Error(
+        `target ${displayName(target)} has no column ${quoteIdent(c.name)} (source type ${c.type})`,
+      );
+    }
+    if (type !== c.type) {
+      throw new Error(
+        `target ${displayName(target)} column ${quoteIdent(c.name)} is ${type}, but the source has ${c.type}`,
+      );
+    }
+  }
+  const keyText = [...key].sort().join("\0");
+  if (!t.uniqueKeys.some((k) => [...k].sort().join("\0") === keyText)) {
+    throw new Error(
+      `target ${displayName(target)} has no primary key or unique index on (${key.map(quoteIdent).join(", ")})`,
+    );
+  }
+  const add: string[] = [];
+  if (!t.columns.has(SOURCE_XMIN)) {
+    add.push(`ALTER TABLE ${quoteQualified(target)} ADD COLUMN ${quoteIdent(SOURCE_XMIN)} bigint`);
+    add.push(`CREATE INDEX ON ${quoteQualified(target)} (${quoteIdent(SOURCE_XMIN)})`);
+  }
+  return add;
+}

@@ -1,0 +1,93 @@
+import { quoteIdent, quoteQualified, type QualifiedName } from "../db/quote.js";
+import { SOURCE_XMIN } from "./ddl.js";
+
+/**
+ * SQL that moves staged rows into the target table. Pure builders, tested by
+ * exact string; the caller runs them in the transaction that also writes
+ * the run's state.
+ */
+export interface MergeSpec {
+  target: QualifiedName;
+  stage: QualifiedName;
+  /** Source columns, key columns included. */
+  columns: string[];
+  key: string[];
+  /**
+   * Also rewrite rows whose content differs although source_xmin is equal.
+   * A full resync does this: after the source changed identity, equal xmins
+   * prove nothing.
+   */
+  compareContent: boolean;
+}
+
+const keyJoin = (spec: MergeSpec, a: string, b: string) =>
+  spec.key.map((k) => `${a}.${quoteIdent(k)} = ${b}.${quoteIdent(k)}`).join(" AND ");
+
+/** The condition under which a matched row is rewritten; `s` is the new row. */
+function changedCondition(spec: MergeSpec, s: string): string {
+  const xminChanged = `t.${quoteIdent(SOURCE_XMIN)} IS DISTINCT FROM ${s}.${quoteIdent(SOURCE_XMIN)}`;
+  if (!spec.compareContent) return xminChanged;
+  // Text form compares what a user sees (NULLs, trailing spaces, json key
+  // order) and works for types without an equality operator (json, xml, point).
+  const row = (alias: string) =>
+    `ROW(${spec.columns.map((c) => `${alias}.${quoteIdent(c)}`).join(", ")})::text`;
+  return `(${xminChanged} OR ${row("t")} IS DISTINCT FROM ${row(s)})`;
+}
+
+function updatedColumns(spec: MergeSpec): string[] {
+  const keys = new Set(spec.key);
+  return [...spec.columns.filter((c) => !keys.has(c)), SOURCE_XMIN];
+}
+
+/** PostgreSQL 15+. Rows whose source_xmin did not change are left alone: no write, no bloat. */
+export function mergeSql(spec: MergeSpec): string {
+  const all = [...spec.columns, SOURCE_XMIN].map(quoteIdent);
+  const set = updatedColumns(spec)
+    .map((c) => `${quoteIdent(c)} = s.${quoteIdent(c)}`)
+    .join(", ");
+  return (
+    `MERGE INTO ${quoteQualified(spec.target)} AS t USING ${quoteQualified(spec.stage)} AS s ON ${keyJoin(spec, "t", "s")}` +
+    ` WHEN MATCHED AND ${changedCondition(spec, "s")} THEN UPDATE SET ${set}` +
+    ` WHEN NOT MATCHED THEN INSERT (${all.join(", ")}) VALUES (${all.map((c) => `s.${c}`).join(", ")})`
+  );
+}
+
+/** PostgreSQL 13 and 14: the same effect with INSERT … ON CONFLICT on the key. */
+export function upsertSql(spec: MergeSpec): string {
+  const all = [...spec.columns, SOURCE_XMIN].map(quoteIdent);
+  const set = updatedColumns(spec)
+    .map((c) => `${quoteIdent(c)} = EXCLUDED.${quoteIdent(c)}`)
+    .join(", ");
+  return (
+    `INSERT INTO ${quoteQualified(spec.target)} AS t (${all.join(", ")})` +
+    ` SELECT ${all.map((c) => `s.${c}`).join(", ")} FROM ${quoteQualified(spec.stage)} AS s` +
+    ` ON CONFLICT (${spec.key.map(quoteIdent).join(", ")}) DO UPDATE SET ${set}` +
+    ` WHERE ${changedCondition(spec, "EXCLUDED")}`
+  );
+}
+
+/** Staged rows with no target row yet: the run's inserts (MERGE reports only a total). */
+export function countNewSql(spec: MergeSpec): string {
+  return (
+    `SELECT count(*)::bigint AS n FROM ${quoteQualified(spec.stage)} AS s` +
+    ` WHERE NOT EXISTS (SELECT 1 FROM ${quoteQualified(spec.target)} AS t WHERE ${keyJoin(spec, "t", "s")})`
+  );
+}
+
+/** After a full resync is staged: target rows the source no longer has. */
+export function deleteMissingSql(spec: MergeSpec): string {
+  return (
+    `DELETE FROM ${quoteQualified(spec.target)} AS t` +
+    ` WHERE NOT EXISTS (SELECT 1 FROM ${quoteQualified(spec.stage)} AS s WHERE ${keyJoin(spec, "s", "t")})`
+  );
+}
+
+/** An unlogged table shaped like the target's synced columns, for one run. */
+export function createStageSql(spec: MergeSpec): string {
+  const all = [...spec.columns, SOURCE_XMIN].map(quoteIdent).join(", ");
+  return `CREATE UNLOGGED TABLE ${quoteQualified(spec.stage)} AS SELECT ${all} FROM ${quoteQualified(spec.target)} WITH NO DATA`;
+}
+
+export function copyInSql(table: QualifiedName, columns: string[]): string {
+  return `COPY ${quoteQualified(table)} (${[...columns, SOURCE_XMIN].map(quoteIdent).join(", ")}) FROM STDIN`;
+}

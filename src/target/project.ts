@@ -1,0 +1,73 @@
+import type pg from "pg";
+
+/** The project's own schema in the target: state, and staging tables while a run lasts. */
+export const PROJECT_SCHEMA = "xmin_sync";
+
+/** Advisory lock class for xmin-sync ('xmin' in ASCII). objid 0 guards setup; others are tables. */
+export const LOCK_CLASS = 0x786d696e;
+
+/**
+ * Ordered migrations of the project schema. Append only: a deployed target
+ * has run the earlier ones.
+ */
+const MIGRATIONS: string[] = [
+  `CREATE TABLE xmin_sync.state (
+     target_schema text NOT NULL,
+     target_table text NOT NULL,
+     source_schema text NOT NULL,
+     source_table text NOT NULL,
+     source_system_id text,
+     source_timeline int,
+     source_database_oid bigint NOT NULL,
+     source_table_oid bigint NOT NULL,
+     mode text NOT NULL,
+     watermark bigint,
+     cursor_value text,
+     snapshot text NOT NULL,
+     rows_copied bigint NOT NULL,
+     inserted bigint NOT NULL,
+     updated bigint NOT NULL,
+     deleted bigint NOT NULL,
+     runs bigint NOT NULL DEFAULT 1,
+     last_run_at timestamptz NOT NULL DEFAULT now(),
+     PRIMARY KEY (target_schema, target_table)
+   )`,
+];
+
+/** Creates or upgrades the project schema; safe when several runs start at once. */
+export async function ensureProjectSchema(client: pg.Client): Promise<void> {
+  const exists = await client.query<{ e: boolean }>(
+    "SELECT to_regclass('xmin_sync.schema_version') IS NOT NULL AS e",
+  );
+  if (exists.rows[0]!.e) {
+    const { rows } = await client.query<{ v: number | null }>(
+      "SELECT max(version) AS v FROM xmin_sync.schema_version",
+    );
+    if ((rows[0]?.v ?? 0) >= MIGRATIONS.length) return;
+  }
+
+  await client.query("BEGIN");
+  try {
+    await client.query("SELECT pg_advisory_xact_lock($1::int, 0)", [LOCK_CLASS]);
+    await client.query("CREATE SCHEMA IF NOT EXISTS xmin_sync");
+    await client.query(
+      "CREATE TABLE IF NOT EXISTS xmin_sync.schema_version (version int PRIMARY KEY)",
+    );
+    const { rows } = await client.query<{ v: number | null }>(
+      "SELECT max(version) AS v FROM xmin_sync.schema_version",
+    );
+    for (let v = (rows[0]?.v ?? 0) + 1; v <= MIGRATIONS.length; v++) {
+      await client.query(MIGRATIONS[v - 1]!);
+      await client.query("INSERT INTO xmin_sync.schema_version (version) VALUES ($1)", [v]);
+    }
+    await client.query("COMMIT");
+  } catch (err) {
+    await client.query("ROLLBACK").catch(() => undefined);
+    throw new Error(
+      `cannot create the ${PROJECT_SCHEMA} schema on the target: ${(err as Error).message}`,
+      {
+        cause: err,
+      },
+    );
+  }
+}

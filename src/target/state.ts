@@ -1,0 +1,122 @@
+import type pg from "pg";
+import type { QualifiedName } from "../db/quote.js";
+
+/** What the target remembers about one table between runs. */
+export interface TableState {
+  sourceSchema: string;
+  sourceTable: string;
+  sourceSystemId: string | null;
+  sourceTimeline: number | null;
+  sourceDatabaseOid: string;
+  sourceTableOid: string;
+  mode: string;
+  /** Full 64-bit xid; null for modes without one. */
+  watermark: bigint | null;
+  cursorValue: string | null;
+  snapshot: string;
+  runs: number;
+  lastRunAt: Date;
+}
+
+export interface StateUpdate {
+  source: QualifiedName;
+  sourceSystemId: string | null;
+  sourceTimeline: number | null;
+  sourceDatabaseOid: string;
+  sourceTableOid: string;
+  mode: string;
+  watermark: bigint | null;
+  cursorValue: string | null;
+  snapshot: string;
+  rowsCopied: number;
+  inserted: number;
+  updated: number;
+  deleted: number;
+}
+
+export async function readState(
+  client: pg.Client,
+  target: QualifiedName,
+): Promise<TableState | null> {
+  const { rows } = await client.query(
+    `SELECT source_schema, source_table, source_system_id, source_timeline, source_database_oid::text,
+            source_table_oid::text, mode, watermark::text, cursor_value, snapshot, runs::int, last_run_at
+       FROM xmin_sync.state WHERE target_schema = $1 AND target_table = $2`,
+    [target.schema, target.name],
+  );
+  const r = rows[0];
+  if (!r) return null;
+  return {
+    sourceSchema: r.source_schema,
+    sourceTable: r.source_table,
+    sourceSystemId: r.source_system_id,
+    sourceTimeline: r.source_timeline,
+    sourceDatabaseOid: r.source_database_oid,
+    sourceTableOid: r.source_table_oid,
+    mode: r.mode,
+    watermark: r.watermark === null ? null : BigInt(r.watermark),
+    cursorValue: r.cursor_value,
+    snapshot: r.snapshot,
+    runs: r.runs,
+    lastRunAt: r.last_run_at,
+  };
+}
+
+/** Must run inside the transaction that commits the run's last data. */
+export async function writeState(
+  client: pg.Client,
+  target: QualifiedName,
+  s: StateUpdate,
+): Promise<void> {
+  await client.query(
+    `INSERT INTO xmin_sync.state AS st (target_schema, target_table, source_schema, source_table,
+        source_system_id, source_timeline, source_database_oid, source_table_oid, mode, watermark,
+        cursor_value, snapshot, rows_copied, inserted, updated, deleted)
+     VALUES ($1, $2, $3, $4, $5, $16, $6::bigint, $7::bigint, $8, $9::bigint, $10, $11, $12, $13, $14, $15)
+     ON CONFLICT (target_schema, target_table) DO UPDATE SET
+        source_schema = EXCLUDED.source_schema, source_table = EXCLUDED.source_table,
+        source_system_id = EXCLUDED.source_system_id, source_timeline = EXCLUDED.source_timeline,
+        source_database_oid = EXCLUDED.source_database_oid,
+        source_table_oid = EXCLUDED.source_table_oid, mode = EXCLUDED.mode,
+        watermark = EXCLUDED.watermark, cursor_value = EXCLUDED.cursor_value,
+        snapshot = EXCLUDED.snapshot, rows_copied = EXCLUDED.rows_copied,
+        inserted = EXCLUDED.inserted, updated = EXCLUDED.updated, deleted = EXCLUDED.deleted,
+        runs = st.runs + 1, last_run_at = now()`,
+    [
+      target.schema,
+      target.name,
+      s.source.schema,
+      s.source.name,
+      s.sourceSystemId,
+      s.sourceDatabaseOid,
+      s.sourceTableOid,
+      s.mode,
+      s.watermark === null ? null : s.watermark.toString(),
+      s.cursorValue,
+      s.snapshot,
+      s.rowsCopied,
+      s.inserted,
+      s.updated,
+      s.deleted,
+      s.sourceTimeline,
+    ],
+  );
+}
+
+/** Every table the target knows, for `status`. */
+export async function listStates(
+  client: pg.Client,
+): Promise<(TableState & { target: QualifiedName })[]> {
+  const exists = await client.query("SELECT to_regclass('xmin_sync.state') IS NOT NULL AS e");
+  if (!exists.rows[0].e) return [];
+  const { rows } = await client.query<{ s: string; t: string }>(
+    "SELECT target_schema AS s, target_table AS t FROM xmin_sync.state ORDER BY 1, 2",
+  );
+  const out: (TableState & { target: QualifiedName })[] = [];
+  for (const r of rows) {
+    const target = { schema: r.s, name: r.t };
+    const st = await readState(client, target);
+    if (st) out.push({ ...st, target });
+  }
+  return out;
+}
