@@ -14,3 +14,5 @@ export {
 export type { QualifiedName } from "./db/quote.js";
 export { InputError } from "./input-error.js";
 export { createLogger } from "./log.js";
+export { validate } from "./validate/run.js";
+export type { ValidateOptions, ValidationReport } from "./validate/run.js";

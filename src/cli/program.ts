@@ -95,7 +95,14 @@ export function buildProgram(state: { exitCode: number }): Command {
     .showHelpAfterError(false)
     .exitOverride()
     .configureOutput({
-      outputError: (str, write) => write(`xmin-sync: ${str.replace(/^error: /, "").trim()}\n`),
+      // One line: commander puts "(Did you mean …?)" on a line of its own.
+      outputError: (str, write) => {
+        const message = str
+          .replace(/^error: /, "")
+          .trim()
+          .replace(/\s*\n\s*/g, " ");
+        write(`xmin-sync: ${message}\n`);
+      },
     });
 
   addConnectionFlags(
@@ -116,7 +123,8 @@ export function buildProgram(state: { exitCode: number }): Command {
       async (
         flags: CommonFlags & { full?: boolean; key?: string; mode?: Mode; wait?: boolean },
       ) => {
-        const logger = createLogger({ level: flags.debug ? "debug" : (flags.logLevel ?? "info") });
+        // Without --log-level, createLogger falls back to $LOG_LEVEL, then info.
+        const logger = createLogger({ level: flags.debug ? "debug" : flags.logLevel });
         const req = await resolveRequest(flags);
         const results = await sync({
           source: req.source,

@@ -31,15 +31,21 @@ export function parseConfig(
   const doc = parseDocument(text, { lineCounter, prettyErrors: false });
   if (doc.errors.length > 0) {
     const e = doc.errors[0]!;
-    const line = e.linePos?.[0]?.line;
+    // linePos is only filled in with prettyErrors; work it out from the offset.
+    const line = e.pos[0] >= 0 ? lineCounter.linePos(e.pos[0]).line : undefined;
     throw new InputError(
       `${path}${line ? `:${line}` : ""}: invalid YAML: ${e.message.split("\n")[0]}`,
     );
   }
+  const nodeAt = (keyPath: (string | number)[]): Node | undefined =>
+    (keyPath.length === 0 ? doc.contents : doc.getIn(keyPath, true)) as Node | undefined;
+  // The line of the node at keyPath or, when it is missing, of its nearest parent.
   const lineOf = (keyPath: (string | number)[]): string => {
-    const node = doc.getIn(keyPath, true) as Node | undefined;
-    const offset = node?.range?.[0];
-    return offset === undefined ? "" : `:${lineCounter.linePos(offset).line}`;
+    for (let n = keyPath.length; n >= 0; n--) {
+      const offset = nodeAt(keyPath.slice(0, n))?.range?.[0];
+      if (offset !== undefined) return `:${lineCounter.linePos(offset).line}`;
+    }
+    return "";
   };
 
   const missing: { path: (string | number)[]; name: string }[] = [];
@@ -59,7 +65,12 @@ export function parseConfig(
     const where = issue.code === "unrecognized_keys" ? [...keyPath, issue.keys[0]!] : keyPath;
     const name = where.length > 0 ? where.join(".") : "(top level)";
     const line = lineOf(where) || lineOf(keyPath);
-    const message = issue.code === "unrecognized_keys" ? "unknown key" : issue.message;
+    const message =
+      issue.code === "unrecognized_keys"
+        ? "unknown key"
+        : issue.code === "invalid_type" && where.length > 0 && !doc.hasIn(where)
+          ? "required key is missing"
+          : issue.message;
     throw new InputError(`${path}${line}: ${name}: ${message}`);
   }
   return result.data;

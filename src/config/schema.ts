@@ -1,10 +1,23 @@
 import { z } from "zod";
+import { parseQualifiedName } from "../db/quote.js";
 
 const identifierList = z.array(z.string().min(1)).min(1);
 
+/** `schema.table` as parseQualifiedName takes it; checked here so errors carry the line. */
+const tableName = z
+  .string()
+  .min(1)
+  .superRefine((value, ctx) => {
+    try {
+      parseQualifiedName(value);
+    } catch (err) {
+      ctx.addIssue({ code: "custom", message: (err as Error).message });
+    }
+  });
+
 export const tableSchema = z.strictObject({
-  source: z.string().min(1),
-  target: z.string().min(1).optional(),
+  source: tableName,
+  target: tableName.optional(),
   key: identifierList.optional(),
   mode: z.enum(["auto", "xmin", "timestamp", "full"]).optional(),
   cursor: z.string().min(1).optional(),

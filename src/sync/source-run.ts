@@ -1,9 +1,10 @@
 import type pg from "pg";
-import { connect } from "../db/connect.js";
+import { connect, describeError } from "../db/connect.js";
 import { readServerInfo, type ServerInfo } from "../db/server.js";
 import {
   beginSnapshot,
   joinSnapshot,
+  parseSnapshot,
   readSourceIdentity,
   type Snapshot,
   type SourceIdentity,
@@ -16,6 +17,8 @@ import {
  */
 export class SourceRun {
   private readers = new Set<pg.Client>();
+  /** Why the coordinator's connection ended, taking the exported snapshot with it. */
+  private lost: Error | undefined;
 
   private constructor(
     private readonly url: string,
@@ -24,7 +27,14 @@ export class SourceRun {
     readonly snapshot: Snapshot,
     readonly exportedId: string,
     readonly identity: SourceIdentity,
-  ) {}
+  ) {
+    // A standby ends an idle transaction whose snapshot conflicts with WAL
+    // replay (FATAL, SQLSTATE 40001): the coordinator, idle while a reader
+    // copies, goes with the reader. Remembered so the next table's reader
+    // can tell why the snapshot cannot be joined.
+    coordinator.on("error", (err) => (this.lost ??= err));
+    coordinator.on("end", () => (this.lost ??= new Error("Connection terminated")));
+  }
 
   static async open(url: string): Promise<SourceRun> {
     const client = await connect(url, "source");
@@ -48,10 +58,25 @@ export class SourceRun {
       await joinSnapshot(client, this.exportedId);
     } catch (err) {
       await client.end().catch(() => undefined);
-      throw err;
+      throw (await this.snapshotLost()) ?? err;
     }
     this.readers.add(client);
     return client;
+  }
+
+  /**
+   * After joining the snapshot failed ("invalid snapshot identifier"): if the
+   * coordinator's connection is gone, an error saying so that is retryable
+   * like its cause (40001 from a recovery conflict, or a dropped connection),
+   * so the table is retried on a fresh snapshot instead of failing.
+   */
+  private async snapshotLost(): Promise<Error | undefined> {
+    // A round trip: a FATAL already on its way arrives as this query's error.
+    if (!this.lost) await this.coordinator.query("SELECT 1").catch((e) => (this.lost ??= e));
+    if (!this.lost) return undefined;
+    return new Error(`the run's source snapshot is gone: ${describeError(this.lost)}`, {
+      cause: this.lost,
+    });
   }
 
   async closeReader(client: pg.Client): Promise<void> {
@@ -82,6 +107,22 @@ export class SourceRun {
     const r = rows[0];
     if (!r) return null;
     return { pid: r.pid, xactStart: r.xact_start, ageSeconds: r.age, query: r.query };
+  }
+
+  /**
+   * The source's snapshot now, outside the run's transaction (which keeps
+   * returning the run's own). Tells a run whose snapshot is merely older than
+   * another run's from a source whose transaction ids went backwards.
+   */
+  async currentSnapshot(): Promise<Snapshot> {
+    const client = await connect(this.url, "source");
+    try {
+      const fn = this.server.hasXid8 ? "pg_current_snapshot()" : "txid_current_snapshot()";
+      const { rows } = await client.query<{ snap: string }>(`SELECT ${fn}::text AS snap`);
+      return parseSnapshot(rows[0]!.snap);
+    } finally {
+      await client.end().catch(() => undefined);
+    }
   }
 
   async close(): Promise<void> {

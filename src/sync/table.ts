@@ -6,6 +6,7 @@ import { displayName, quoteIdent, quoteQualified, type QualifiedName } from "../
 import { readServerInfo, type ServerInfo } from "../db/server.js";
 import { readSourceTable, XMIN_RELKINDS, type SourceTable } from "../source/catalog.js";
 import { bindXidWindow, copyOutSql } from "../source/read.js";
+import { parseSnapshot, type Snapshot } from "../source/snapshot.js";
 import { needsFullRescan, xidWindow } from "../source/xid.js";
 import {
   checkTargetTable,
@@ -26,7 +27,7 @@ import {
   upsertSql,
   type MergeSpec,
 } from "../target/merge.js";
-import { PROJECT_SCHEMA } from "../target/project.js";
+import { ensureProjectSchema, PROJECT_SCHEMA } from "../target/project.js";
 import { readState, writeState, type TableState } from "../target/state.js";
 import type { Logger } from "../log.js";
 import type { SourceRun } from "./source-run.js";
@@ -54,12 +55,15 @@ export async function syncTable(
   let reader: pg.Client | undefined;
   try {
     const targetServer = await readServerInfo(target);
-    await lockTargetTable(target, targetName, { wait: opts.waitForLock });
-    const state = await readState(target, targetName);
-
+    // Source checks first: a missing table or key fails before the target is touched.
     reader = await run.openReader();
     const table = await readSourceTable(reader, spec.source);
     const key = resolveKey(table, spec);
+
+    await ensureProjectSchema(target);
+    await lockTargetTable(target, targetName, { wait: opts.waitForLock });
+    const state = await readState(target, targetName);
+    await checkSnapshotNotStale(run, state, targetName);
     const hasXmin = XMIN_RELKINDS.has(table.relkind);
     const existing = await readTargetTable(target, targetName);
     const plan = planRun(run, table, state, existing, spec, hasXmin, opts.full);
@@ -151,11 +155,11 @@ export async function syncTable(
   }
 }
 
-function resolveKey(table: SourceTable, spec: TableSpec): string[] {
+export function resolveKey(table: SourceTable, spec: TableSpec): string[] {
   const key = spec.key ?? table.primaryKey;
   if (!key || key.length === 0) {
     throw new Error(
-      `source table ${displayName(table.name)} has no primary key; give its key columns (key: [...] in the config)`,
+      `source table ${displayName(table.name)} has no primary key; give its key columns (--key or key: [...] in the config)`,
     );
   }
   const names = new Set(table.columns.map((c) => c.name));
@@ -171,6 +175,52 @@ function resolveKey(table: SourceTable, spec: TableSpec): string[] {
     }
   }
   return key;
+}
+
+/**
+ * Thrown when another run committed this table from a newer snapshot than
+ * this run's; `sync` retries the table on a fresh snapshot.
+ */
+export class StaleSnapshotError extends Error {
+  override name = "StaleSnapshotError";
+}
+
+/**
+ * A run whose snapshot predates the one another run already committed for
+ * this table (it waited for the table's lock, or reached the table late in a
+ * long multi-table run) would MERGE older row versions over newer ones and
+ * move the watermark back; planRun would even take the newer watermark for a
+ * restore and resync the whole table from the old snapshot, deleting rows
+ * inserted since. Found by test/lock.test.ts. A source whose ids really went
+ * backwards (its current xmax is behind the stored one) is left to planRun.
+ */
+async function checkSnapshotNotStale(
+  run: SourceRun,
+  state: TableState | null,
+  name: QualifiedName,
+): Promise<void> {
+  if (!state || state.watermark === null) return;
+  const id = run.identity;
+  if (
+    state.sourceSystemId !== id.systemIdentifier ||
+    state.sourceTimeline !== id.timeline ||
+    state.sourceDatabaseOid !== id.databaseOid
+  ) {
+    return;
+  }
+  let stored: Snapshot;
+  try {
+    stored = parseSnapshot(state.snapshot);
+  } catch {
+    return;
+  }
+  const ours = run.snapshot;
+  if (stored.xmax <= ours.xmax && state.watermark <= ours.xmin) return;
+  const now = await run.currentSnapshot();
+  if (now.xmax < stored.xmax) return;
+  throw new StaleSnapshotError(
+    `${displayName(name)} was synced by another run from a newer snapshot (${stored.text}) than this run's (${ours.text})`,
+  );
 }
 
 function planRun(
@@ -225,7 +275,7 @@ async function isEmpty(client: pg.Client, name: QualifiedName): Promise<boolean>
   return rows[0]!.e;
 }
 
-async function streamCopy(
+export async function streamCopy(
   reader: pg.Client,
   readSql: string,
   target: pg.Client,

@@ -66,7 +66,7 @@ export async function ensureUserTypes(client: pg.Client, types: UserType[]): Pro
   for (const t of types) {
     const existing = await client.query<{ typtype: string; labels: string[] | null }>(
       `SELECT t.typtype::text AS typtype,
-              (SELECT array_agg(enumlabel ORDER BY enumsortorder) FROM pg_enum WHERE enumtypid = t.oid) AS labels
+              (SELECT array_agg(enumlabel::text ORDER BY enumsortorder) FROM pg_enum WHERE enumtypid = t.oid) AS labels
          FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
         WHERE n.nspname = $1 AND t.typname = $2`,
       [t.name.schema, t.name.name],
@@ -77,11 +77,25 @@ export async function ensureUserTypes(client: pg.Client, types: UserType[]): Pro
       if (t.kind === "enum") {
         if (found.typtype !== "e")
           throw new Error(`target type ${displayName(t.name)} exists and is not an enum`);
+        // (labels is text[] above: node-pg leaves name[] as an unparsed array literal.)
+        // A new label goes where the source has it (ADD VALUE … AFTER/BEFORE),
+        // so the target's enum sorts as the source's does. Walking the
+        // source's order, the previous label is on the target by then.
         const have = new Set(found.labels ?? []);
-        for (const label of t.labels) {
-          if (!have.has(label)) {
-            await client.query(`ALTER TYPE ${q} ADD VALUE IF NOT EXISTS ${quoteLiteral(label)}`);
-          }
+        const first = found.labels?.[0];
+        for (const [i, label] of t.labels.entries()) {
+          if (have.has(label)) continue;
+          const prev = i > 0 ? t.labels[i - 1] : undefined;
+          const where =
+            prev !== undefined
+              ? ` AFTER ${quoteLiteral(prev)}`
+              : first !== undefined
+                ? ` BEFORE ${quoteLiteral(first)}`
+                : "";
+          await client.query(
+            `ALTER TYPE ${q} ADD VALUE IF NOT EXISTS ${quoteLiteral(label)}${where}`,
+          );
+          have.add(label);
         }
       }
       continue;
@@ -116,7 +130,13 @@ export async function ensureUserTypes(client: pg.Client, types: UserType[]): Pro
 
 /** CREATE TABLE for a new target: the source's columns and types, plus source_xmin. No key yet (see keyDdl). */
 export function createTableSql(target: QualifiedName, columns: Column[]): string {
-  const defs = columns.map((c) => `${quoteIdent(c.name)} ${c.type}${c.notNull ? " NOT NULL" : ""}`);
+  const defs = columns.map(
+    (c) =>
+      `${quoteIdent(c.name)} ${c.type}` +
+      // A column-level COLLATE (not the type's default) changes sort order: keep it.
+      (c.collation ? ` COLLATE ${quoteQualified(c.collation)}` : "") +
+      (c.notNull ? " NOT NULL" : ""),
+  );
   defs.push(`${quoteIdent(SOURCE_XMIN)} bigint`);
   return `CREATE TABLE ${quoteQualified(target)} (${defs.join(", ")})`;
 }

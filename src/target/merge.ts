@@ -1,5 +1,5 @@
 import { quoteIdent, quoteQualified, type QualifiedName } from "../db/quote.js";
-import { SOURCE_XMIN } from "./ddl.js";
+import { SOURCE_DELETED_AT, SOURCE_XMIN } from "./ddl.js";
 
 /**
  * SQL that moves staged rows into the target table. Pure builders, tested by
@@ -18,6 +18,11 @@ export interface MergeSpec {
    * prove nothing.
    */
   compareContent: boolean;
+  /**
+   * The target has source_deleted_at: a staged row revives a soft-deleted
+   * one (clears the mark), even when its source_xmin is unchanged.
+   */
+  softDeletes?: boolean;
 }
 
 const keyJoin = (spec: MergeSpec, a: string, b: string) =>
@@ -25,7 +30,9 @@ const keyJoin = (spec: MergeSpec, a: string, b: string) =>
 
 /** The condition under which a matched row is rewritten; `s` is the new row. */
 function changedCondition(spec: MergeSpec, s: string): string {
-  const xminChanged = `t.${quoteIdent(SOURCE_XMIN)} IS DISTINCT FROM ${s}.${quoteIdent(SOURCE_XMIN)}`;
+  let xminChanged = `t.${quoteIdent(SOURCE_XMIN)} IS DISTINCT FROM ${s}.${quoteIdent(SOURCE_XMIN)}`;
+  if (spec.softDeletes)
+    xminChanged = `(${xminChanged} OR t.${quoteIdent(SOURCE_DELETED_AT)} IS NOT NULL)`;
   if (!spec.compareContent) return xminChanged;
   // Text form compares what a user sees (NULLs, trailing spaces, json key
   // order) and works for types without an equality operator (json, xml, point).
@@ -39,12 +46,17 @@ function updatedColumns(spec: MergeSpec): string[] {
   return [...spec.columns.filter((c) => !keys.has(c)), SOURCE_XMIN];
 }
 
+/** SET list; `from` is the alias of the new row (s, or EXCLUDED). */
+function setList(spec: MergeSpec, from: string): string {
+  const set = updatedColumns(spec).map((c) => `${quoteIdent(c)} = ${from}.${quoteIdent(c)}`);
+  if (spec.softDeletes) set.push(`${quoteIdent(SOURCE_DELETED_AT)} = NULL`);
+  return set.join(", ");
+}
+
 /** PostgreSQL 15+. Rows whose source_xmin did not change are left alone: no write, no bloat. */
 export function mergeSql(spec: MergeSpec): string {
   const all = [...spec.columns, SOURCE_XMIN].map(quoteIdent);
-  const set = updatedColumns(spec)
-    .map((c) => `${quoteIdent(c)} = s.${quoteIdent(c)}`)
-    .join(", ");
+  const set = setList(spec, "s");
   return (
     `MERGE INTO ${quoteQualified(spec.target)} AS t USING ${quoteQualified(spec.stage)} AS s ON ${keyJoin(spec, "t", "s")}` +
     ` WHEN MATCHED AND ${changedCondition(spec, "s")} THEN UPDATE SET ${set}` +
@@ -55,9 +67,7 @@ export function mergeSql(spec: MergeSpec): string {
 /** PostgreSQL 13 and 14: the same effect with INSERT … ON CONFLICT on the key. */
 export function upsertSql(spec: MergeSpec): string {
   const all = [...spec.columns, SOURCE_XMIN].map(quoteIdent);
-  const set = updatedColumns(spec)
-    .map((c) => `${quoteIdent(c)} = EXCLUDED.${quoteIdent(c)}`)
-    .join(", ");
+  const set = setList(spec, "EXCLUDED");
   return (
     `INSERT INTO ${quoteQualified(spec.target)} AS t (${all.join(", ")})` +
     ` SELECT ${all.map((c) => `s.${c}`).join(", ")} FROM ${quoteQualified(spec.stage)} AS s` +
@@ -79,6 +89,15 @@ export function deleteMissingSql(spec: MergeSpec): string {
   return (
     `DELETE FROM ${quoteQualified(spec.target)} AS t` +
     ` WHERE NOT EXISTS (SELECT 1 FROM ${quoteQualified(spec.stage)} AS s WHERE ${keyJoin(spec, "s", "t")})`
+  );
+}
+
+/** deleteMissingSql for soft deletes: mark, once, the target rows the source no longer has. */
+export function markMissingSql(spec: MergeSpec): string {
+  return (
+    `UPDATE ${quoteQualified(spec.target)} AS t SET ${quoteIdent(SOURCE_DELETED_AT)} = now()` +
+    ` WHERE t.${quoteIdent(SOURCE_DELETED_AT)} IS NULL` +
+    ` AND NOT EXISTS (SELECT 1 FROM ${quoteQualified(spec.stage)} AS s WHERE ${keyJoin(spec, "s", "t")})`
   );
 }
 

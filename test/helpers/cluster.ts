@@ -124,15 +124,31 @@ function installExitHook() {
   });
 }
 
+/** A fresh directory for one cluster (removed by `stop()`), owned by postgres. */
+async function clusterDir(): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), CLUSTER_DIR_PREFIX));
+  await chmod(dir, 0o755);
+  const ids = postgresIds();
+  if (ids) await chown(dir, ids.uid, ids.gid);
+  return dir;
+}
+
+/** Appends settings to postgresql.auto.conf (later lines win). */
+async function appendSettings(dataDir: string, settings: Record<string, string>): Promise<void> {
+  const conf = Object.entries(settings)
+    .map(([k, v]) => `${k} = '${v.replace(/^'|'$/g, "").replaceAll("'", "''")}'`)
+    .join("\n");
+  await writeFile(join(dataDir, "postgresql.auto.conf"), conf + "\n", { flag: "a" });
+  const ids = postgresIds();
+  if (ids) await chown(join(dataDir, "postgresql.auto.conf"), ids.uid, ids.gid);
+}
+
 export async function startCluster(
   opts: { version?: Version; settings?: Record<string, string>; initdbArgs?: string[] } = {},
 ): Promise<Cluster> {
   const version = opts.version ?? "17";
   const bin = binDir(version);
-  const dir = await mkdtemp(join(tmpdir(), CLUSTER_DIR_PREFIX));
-  await chmod(dir, 0o755);
-  const ids = postgresIds();
-  if (ids) await chown(dir, ids.uid, ids.gid);
+  const dir = await clusterDir();
   const dataDir = join(dir, "data");
   await runAsPostgres(join(bin, "initdb"), [
     "-D",
@@ -156,12 +172,85 @@ export async function startCluster(
     shared_buffers: "64MB",
     ...opts.settings,
   };
-  const conf = Object.entries(settings)
-    .map(([k, v]) => `${k} = '${v.replace(/^'|'$/g, "").replaceAll("'", "''")}'`)
-    .join("\n");
-  await writeFile(join(dataDir, "postgresql.auto.conf"), conf + "\n", { flag: "a" });
-  if (ids) await chown(join(dataDir, "postgresql.auto.conf"), ids.uid, ids.gid);
+  await appendSettings(dataDir, settings);
+  return openCluster(version, dir);
+}
 
+/**
+ * A physical streaming standby of `primary` (pg_basebackup -R, WAL streamed
+ * during the backup), started with the primary's binaries on its own port,
+ * in its own directory. It follows the primary's port at backup time: do not
+ * restart the primary while the standby runs. Stop it before the primary.
+ */
+export async function startStandby(
+  primary: Cluster,
+  opts: { settings?: Record<string, string> } = {},
+): Promise<Cluster> {
+  const dir = await clusterDir();
+  const dataDir = join(dir, "data");
+  try {
+    await runAsPostgres(join(primary.bin, "pg_basebackup"), [
+      ...["-h", "127.0.0.1", "-p", String(primary.port), "-U", "postgres"],
+      ...["-D", dataDir, "-R", "-X", "stream", "-c", "fast"],
+    ]);
+    // The copied configuration names the primary's socket directory; use our own.
+    await appendSettings(dataDir, { unix_socket_directories: `'${dir}'`, ...opts.settings });
+  } catch (err) {
+    await rm(dir, { recursive: true, force: true });
+    throw err;
+  }
+  return openCluster(primary.version, dir);
+}
+
+/**
+ * Waits until `standby` has replayed everything `primary` has written so far.
+ * Comparing pg_last_wal_replay_lsn() with pg_current_wal_lsn() is not enough
+ * here: with synchronous_commit = off, and for records that are not commits
+ * (LOCK TABLE, VACUUM), WAL may sit in the primary's buffers for seconds, and
+ * after a WAL switch the insert position is never reached by replay. So
+ * commit a marker transaction synchronously (which flushes all WAL before
+ * it) and wait until the standby's snapshots see it as completed.
+ */
+export async function waitForReplay(
+  primary: Cluster,
+  standby: Cluster,
+  timeoutMs = 30_000,
+): Promise<void> {
+  const c = await primary.client();
+  let marker: string;
+  try {
+    await c.query("BEGIN");
+    await c.query("SET LOCAL synchronous_commit = on");
+    marker = (await c.query<{ x: string }>("SELECT txid_current()::text AS x")).rows[0]!.x;
+    await c.query("COMMIT");
+  } finally {
+    await c.end();
+  }
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const done = await standby
+      .sql<{ done: boolean }>(
+        "SELECT txid_snapshot_xmax(txid_current_snapshot()) > $1::bigint AS done",
+        [marker],
+      )
+      .then(
+        (rows) => rows[0]!.done,
+        (err: { code?: string }) => {
+          // This query's own snapshot may conflict with the replay we wait for.
+          if (err.code === "40001") return false;
+          throw err;
+        },
+      );
+    if (done) return;
+    if (Date.now() > deadline) throw new Error(`standby did not replay transaction ${marker}`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+/** The handle for a cluster whose data directory is `<dir>/data`; starts it. */
+async function openCluster(version: Version, dir: string): Promise<Cluster> {
+  const bin = binDir(version);
+  const dataDir = join(dir, "data");
   const clients = new Set<pg.Client>();
   let port = 0;
   const cluster: Cluster = {
