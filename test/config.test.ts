@@ -1,0 +1,273 @@
+import { describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { loadConfig, parseConfig } from "../src/config/load.js";
+import { selectTables, tablesFromConfig, tablesFromFlags } from "../src/config/resolve.js";
+import { InputError } from "../src/input-error.js";
+
+/** DESIGN §3: the config file is validated with a schema; errors name the key and line. */
+
+const env = {
+  SOURCE_DATABASE_URL: "postgres://reader:pw@vendor-db:5432/fds",
+  TARGET_DATABASE_URL: "postgres://loader@warehouse/dw",
+};
+
+// The example from DESIGN §3, verbatim.
+const DESIGN_EXAMPLE = `source: \${SOURCE_DATABASE_URL}
+target: \${TARGET_DATABASE_URL}
+workers: 4
+tables:
+  - source: fds.sym_v1_sym_ticker_exchange
+    target: raw_data.sym_v1_sym_ticker_exchange
+    key: [fsym_id]            # default: source primary key
+    mode: auto                # auto | xmin | timestamp | full
+    cursor: updated_at        # for timestamp mode
+    deletes: hard             # ignore | hard | soft
+    schedule: "*/15 * * * *"  # for worker mode
+`;
+
+/** Asserts parseConfig fails with an InputError whose one-line message matches. */
+function rejects(text: string, expected: RegExp, e: NodeJS.ProcessEnv = env): string {
+  let message = "";
+  assert.throws(
+    () => parseConfig(text, "sync.yaml", e),
+    (err: unknown) => {
+      assert.ok(err instanceof InputError, `an InputError, got ${String(err)}`);
+      message = err.message;
+      assert.ok(!message.includes("\n"), `one line: ${JSON.stringify(message)}`);
+      assert.match(message, expected);
+      return true;
+    },
+  );
+  return message;
+}
+
+describe("parseConfig accepts", () => {
+  test("the DESIGN §3 example, with ${VAR} interpolation", () => {
+    const config = parseConfig(DESIGN_EXAMPLE, "sync.yaml", env);
+    assert.deepEqual(config, {
+      source: env.SOURCE_DATABASE_URL,
+      target: env.TARGET_DATABASE_URL,
+      workers: 4,
+      tables: [
+        {
+          source: "fds.sym_v1_sym_ticker_exchange",
+          target: "raw_data.sym_v1_sym_ticker_exchange",
+          key: ["fsym_id"],
+          mode: "auto",
+          cursor: "updated_at",
+          deletes: "hard",
+          schedule: "*/15 * * * *",
+        },
+      ],
+    });
+    assert.deepEqual(tablesFromConfig(config), [
+      {
+        source: { schema: "fds", name: "sym_v1_sym_ticker_exchange" },
+        target: { schema: "raw_data", name: "sym_v1_sym_ticker_exchange" },
+        key: ["fsym_id"],
+        mode: "auto",
+        cursor: "updated_at",
+        deletes: "hard",
+      },
+    ]);
+  });
+
+  test("interpolation inside a longer string, and in table entries", () => {
+    const config = parseConfig(
+      "source: postgres://u:${PW}@h/${DB}\ntables:\n  - source: ${SCHEMA}.t\n",
+      "sync.yaml",
+      { PW: "p", DB: "d", SCHEMA: "fds" },
+    );
+    assert.equal(config.source, "postgres://u:p@h/d");
+    assert.equal(config.tables[0]!.source, "fds.t");
+  });
+
+  test("a minimal config; quoted names; every mode and deletes value", () => {
+    const config = parseConfig(
+      `tables:
+  - source: t
+  - source: '"My Schema"."Odd ""Table""-1"'
+    target: raw."odd"
+  - {source: a, mode: xmin, deletes: ignore}
+  - {source: b, mode: timestamp, cursor: updated_at, deletes: soft}
+  - {source: c, mode: full}
+`,
+      "sync.yaml",
+      {},
+    );
+    assert.equal(config.source, undefined);
+    const specs = tablesFromConfig(config);
+    assert.deepEqual(specs[0], { source: { schema: "public", name: "t" } });
+    assert.deepEqual(specs[1]!.source, { schema: "My Schema", name: 'Odd "Table"-1' });
+    assert.deepEqual(specs[1]!.target, { schema: "raw", name: "odd" });
+    assert.deepEqual(
+      specs.slice(2).map((s) => [s.mode, s.deletes ?? null]),
+      [
+        ["xmin", "ignore"],
+        ["timestamp", "soft"],
+        ["full", null],
+      ],
+    );
+    // --table with --config picks entries by source or target name.
+    assert.deepEqual(selectTables(specs, ["raw.odd", "public.c"]), [specs[1], specs[4]]);
+    assert.throws(() => selectTables(specs, ["nope"]), /table public\.nope is not in the config/);
+  });
+
+  test("an environment variable's value is not re-interpolated", () => {
+    const config = parseConfig("source: ${A}\ntables: [{source: t}]\n", "sync.yaml", {
+      A: "${B}",
+    });
+    assert.equal(config.source, "${B}");
+  });
+});
+
+describe("parseConfig errors name the line and the key path", () => {
+  test("unknown top-level key", () => {
+    rejects("source: x\nbogus: 1\ntables:\n  - source: a\n", /^sync\.yaml:2: bogus: unknown key$/);
+  });
+
+  test("unknown key in a table entry (a typo)", () => {
+    rejects(
+      "tables:\n  - source: a\n  - source: b\n    tagret: c\n",
+      /^sync\.yaml:4: tables\.1\.tagret: unknown key$/,
+    );
+  });
+
+  test('wrong type: workers: "four"', () => {
+    rejects(
+      'source: x\nworkers: "four"\ntables:\n  - source: a\n',
+      /^sync\.yaml:2: workers: .*expected number.*string/,
+    );
+  });
+
+  test("wrong type: workers out of range and not an integer", () => {
+    rejects("workers: 0\ntables:\n  - source: a\n", /^sync\.yaml:1: workers: /);
+    rejects("workers: 2.5\ntables:\n  - source: a\n", /^sync\.yaml:1: workers: .*int/);
+  });
+
+  test("wrong type: key is a string instead of a list", () => {
+    rejects(
+      "tables:\n  - source: a\n    key: id\n",
+      /^sync\.yaml:3: tables\.0\.key: .*expected array/,
+    );
+  });
+
+  test("bad mode value", () => {
+    const message = rejects(
+      "tables:\n  - source: a\n  - source: b\n    mode: fast\n",
+      /^sync\.yaml:4: tables\.1\.mode: /,
+    );
+    for (const mode of ["auto", "xmin", "timestamp", "full"]) assert.ok(message.includes(mode));
+  });
+
+  test("bad deletes value", () => {
+    rejects("tables:\n  - source: a\n    deletes: maybe\n", /^sync\.yaml:3: tables\.0\.deletes: /);
+  });
+
+  test("missing tables", () => {
+    rejects("source: x\nworkers: 2\n", /^sync\.yaml:1: tables: required key is missing$/);
+  });
+
+  test("empty tables list", () => {
+    rejects("source: x\ntables: []\n", /^sync\.yaml:2: tables: /);
+  });
+
+  test("a table entry without source", () => {
+    rejects(
+      "tables:\n  - source: a\n  - target: b\n",
+      /^sync\.yaml:3: tables\.1\.source: required key is missing$/,
+    );
+  });
+
+  test("a table entry that is not a mapping", () => {
+    rejects("tables:\n  - a.b\n", /^sync\.yaml:2: tables\.0: .*expected object/);
+  });
+
+  test("a bad table name", () => {
+    rejects(
+      "tables:\n  - source: a\n  - source: a.b.c\n",
+      /^sync\.yaml:3: tables\.1\.source: too many dots/,
+    );
+    rejects(
+      "tables:\n  - source: a\n    target: '\"raw.x'\n",
+      /^sync\.yaml:3: tables\.0\.target: unterminated quote/,
+    );
+  });
+
+  test("missing environment variable", () => {
+    rejects(
+      "source: ${SOURCE_DATABASE_URL}\ntarget: ${NOPE_URL}\ntables:\n  - source: a\n",
+      /^sync\.yaml:2: target: environment variable NOPE_URL is not set$/,
+    );
+    rejects(
+      "tables:\n  - source: a\n  - source: ${SRC_TABLE}\n",
+      /^sync\.yaml:3: tables\.1\.source: environment variable SRC_TABLE is not set$/,
+      {},
+    );
+  });
+
+  test("invalid YAML", () => {
+    rejects("source: x\ntables:\n  - source: a\n   target: [b\n", /^sync\.yaml:4: invalid YAML: /);
+    rejects("tables:\n\t- source: a\n", /^sync\.yaml:2: invalid YAML: .*[Tt]ab/);
+    rejects("source: a\nsource: b\ntables: [{source: t}]\n", /^sync\.yaml:2: invalid YAML: /);
+  });
+
+  test("not a mapping at all", () => {
+    rejects("- a\n- b\n", /^sync\.yaml:1: \(top level\): /);
+    rejects("", /^sync\.yaml: \(top level\): /);
+  });
+});
+
+describe("loadConfig", () => {
+  test("reads a file, naming it in errors", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "xmin-sync-config-"));
+    try {
+      const good = join(dir, "good.yaml");
+      await writeFile(good, DESIGN_EXAMPLE);
+      const config = await loadConfig(good, env);
+      assert.equal(config.tables.length, 1);
+
+      const bad = join(dir, "bad.yaml");
+      await writeFile(bad, "tables:\n  - source: a\n    mode: sometimes\n");
+      await assert.rejects(loadConfig(bad, env), (err: Error) => {
+        assert.ok(err instanceof InputError);
+        assert.ok(err.message.startsWith(`${bad}:3: tables.0.mode: `), err.message);
+        return true;
+      });
+
+      await assert.rejects(loadConfig(join(dir, "missing.yaml"), env), (err: Error) => {
+        assert.ok(err instanceof InputError);
+        assert.match(err.message, /cannot read config .*missing\.yaml: ENOENT/);
+        return true;
+      });
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe("--table flags", () => {
+  test("SRC[:DST] mappings with --key and --mode", () => {
+    assert.deepEqual(
+      tablesFromFlags(['fds.t:raw."T"', "u"], { key: ["id", "Name"], mode: "full" }),
+      [
+        {
+          source: { schema: "fds", name: "t" },
+          target: { schema: "raw", name: "T" },
+          key: ["id", "Name"],
+          mode: "full",
+        },
+        { source: { schema: "public", name: "u" }, key: ["id", "Name"], mode: "full" },
+      ],
+    );
+  });
+  test("bad names are InputErrors naming --table", () => {
+    assert.throws(
+      () => tablesFromFlags(["a.b.c"], {}),
+      (err: Error) => err instanceof InputError && /^--table: too many dots/.test(err.message),
+    );
+  });
+});

@@ -1,0 +1,350 @@
+import { describe, test } from "node:test";
+import assert from "node:assert/strict";
+import {
+  displayName,
+  parseQualifiedName,
+  parseTableMapping,
+  quoteIdent,
+  quoteQualified,
+} from "../src/db/quote.js";
+import { redactUrl } from "../src/db/connect.js";
+import {
+  countNewSql,
+  deleteMissingSql,
+  mergeSql,
+  upsertSql,
+  type MergeSpec,
+} from "../src/target/merge.js";
+import { copyOutSql } from "../src/source/read.js";
+import { fullXid, isNewRow, needsFullRescan, XID_SPACE, xidWindow } from "../src/source/xid.js";
+
+/** No database here: names, SQL text and xid arithmetic, checked exactly. */
+
+describe("parseQualifiedName", () => {
+  const cases: [string, { schema: string; name: string }][] = [
+    ["ticker", { schema: "public", name: "ticker" }],
+    ["fds.ticker", { schema: "fds", name: "ticker" }],
+    ["FDS.Ticker", { schema: "fds", name: "ticker" }],
+    ["  fds . ticker  ", { schema: "fds", name: "ticker" }],
+    ['"My Schema"."My Table"', { schema: "My Schema", name: "My Table" }],
+    ['"MixedCase"', { schema: "public", name: "MixedCase" }],
+    ['fds."Ticker"', { schema: "fds", name: "Ticker" }],
+    ['"Fds".ticker', { schema: "Fds", name: "ticker" }],
+    ['"Odd ""Table""-1"', { schema: "public", name: 'Odd "Table"-1' }],
+    ['""""', { schema: "public", name: '"' }],
+    ['"a.b"."c.d"', { schema: "a.b", name: "c.d" }],
+    ['"a:b"', { schema: "public", name: "a:b" }],
+    [' "x y" . "z" ', { schema: "x y", name: "z" }],
+    // PostgreSQL folds only ASCII letters of unquoted names in a UTF8 database.
+    ["Äpfel.Birnen", { schema: "Äpfel", name: "birnen" }],
+    ["dollar$1", { schema: "public", name: "dollar$1" }],
+  ];
+  for (const [input, expected] of cases) {
+    test(`${input} -> ${expected.schema} / ${expected.name}`, () => {
+      assert.deepEqual(parseQualifiedName(input), expected);
+    });
+  }
+
+  test("another default schema", () => {
+    assert.deepEqual(parseQualifiedName("t", "raw_data"), { schema: "raw_data", name: "t" });
+    assert.deepEqual(parseQualifiedName("s.t", "raw_data"), { schema: "s", name: "t" });
+  });
+
+  const errors: [string, RegExp][] = [
+    ["", /empty name/],
+    ["   ", /empty name/],
+    ['""', /empty name/],
+    [".t", /empty name/],
+    ["s.", /empty name/],
+    ['"s".""', /empty name/],
+    ["a.b.c", /too many dots/],
+    ['"a"."b"."c"', /too many dots/],
+    ['"unterminated', /unterminated quote/],
+    ['s."t', /unterminated quote/],
+    ['"a""', /unterminated quote/],
+    ['a"b"', /unexpected quote/],
+    ['"a"b', /unexpected text after a quoted name/],
+  ];
+  for (const [input, message] of errors) {
+    test(`rejects ${JSON.stringify(input)}`, () => {
+      assert.throws(
+        () => parseQualifiedName(input),
+        (err: Error) => {
+          assert.match(err.message, message);
+          assert.ok(!err.message.includes("\n"), "one-line message");
+          return true;
+        },
+      );
+    });
+  }
+});
+
+describe("parseTableMapping", () => {
+  test("source only", () => {
+    assert.deepEqual(parseTableMapping("fds.ticker"), {
+      source: { schema: "fds", name: "ticker" },
+      target: undefined,
+    });
+  });
+  test("source and target, defaults and folding", () => {
+    assert.deepEqual(parseTableMapping("fds.Ticker:raw_data.TICKER"), {
+      source: { schema: "fds", name: "ticker" },
+      target: { schema: "raw_data", name: "ticker" },
+    });
+    assert.deepEqual(parseTableMapping("a:b"), {
+      source: { schema: "public", name: "a" },
+      target: { schema: "public", name: "b" },
+    });
+  });
+  test("quoted names with dots, colons, spaces and quotes", () => {
+    assert.deepEqual(parseTableMapping('"My Schema"."Odd ""Table""-1":"raw:data"."a.b"'), {
+      source: { schema: "My Schema", name: 'Odd "Table"-1' },
+      target: { schema: "raw:data", name: "a.b" },
+    });
+    assert.deepEqual(parseTableMapping('"x:y"'), {
+      source: { schema: "public", name: "x:y" },
+      target: undefined,
+    });
+  });
+  const errors: [string, RegExp][] = [
+    ["a:b:c", /too many ':'/],
+    ["a:", /empty name/],
+    [":b", /empty name/],
+    ["a.b.c:d", /too many dots/],
+    ["a:b.c.d", /too many dots/],
+    ['a:"b', /unterminated quote/],
+    ['"a:b', /unterminated quote/],
+  ];
+  for (const [input, message] of errors) {
+    test(`rejects ${JSON.stringify(input)}`, () => {
+      assert.throws(() => parseTableMapping(input), message);
+    });
+  }
+});
+
+describe("quoting and display", () => {
+  test("quoteIdent always quotes and doubles embedded quotes", () => {
+    assert.equal(quoteIdent("t"), '"t"');
+    assert.equal(quoteIdent("My Table"), '"My Table"');
+    assert.equal(quoteIdent('Odd "Table"-1'), '"Odd ""Table""-1"');
+    assert.equal(quoteIdent('"'), '""""');
+    assert.equal(quoteIdent("a.b"), '"a.b"');
+    assert.equal(quoteIdent("select"), '"select"');
+    assert.equal(quoteIdent("x'; DROP TABLE t; --"), '"x\'; DROP TABLE t; --"');
+  });
+  test("quoteIdent refuses empty names and NUL bytes", () => {
+    assert.throws(() => quoteIdent(""), /empty identifier/);
+    assert.throws(() => quoteIdent("a\0b"), /NUL/);
+  });
+  test("quoteQualified", () => {
+    assert.equal(
+      quoteQualified({ schema: "My Schema", name: 'Odd "T"' }),
+      '"My Schema"."Odd ""T"""',
+    );
+  });
+  test("displayName quotes only where needed and round-trips through the parser", () => {
+    const names = [
+      { schema: "public", name: "ticker" },
+      { schema: "My Schema", name: 'Odd "Table"-1' },
+      { schema: "fds", name: "Ticker" },
+      { schema: "a.b", name: "c:d" },
+      { schema: "s", name: "_x$1" },
+    ];
+    assert.equal(displayName(names[0]!), "public.ticker");
+    assert.equal(displayName(names[1]!), '"My Schema"."Odd ""Table""-1"');
+    assert.equal(displayName(names[2]!), 'fds."Ticker"');
+    for (const n of names) assert.deepEqual(parseQualifiedName(displayName(n)), n);
+  });
+  test("redactUrl hides passwords in the user info and in the query", () => {
+    assert.equal(redactUrl("postgres://u:secret@h:5432/db"), "postgres://u:***@h:5432/db");
+    assert.equal(
+      redactUrl("postgres://u@h/db?password=secret&sslmode=disable"),
+      "postgres://u@h/db?password=***&sslmode=disable",
+    );
+    assert.equal(redactUrl("postgres://u@h/db"), "postgres://u@h/db");
+  });
+});
+
+describe("merge SQL builders", () => {
+  const spec: MergeSpec = {
+    target: { schema: "raw_data", name: 'Odd "T"' },
+    stage: { schema: "xmin_sync", name: "stage_16384" },
+    columns: ["id", "Name", "v"],
+    key: ["id"],
+    compareContent: false,
+  };
+  const T = '"raw_data"."Odd ""T"""';
+  const S = '"xmin_sync"."stage_16384"';
+
+  test("mergeSql skips rows whose source_xmin did not change", () => {
+    assert.equal(
+      mergeSql(spec),
+      `MERGE INTO ${T} AS t USING ${S} AS s ON t."id" = s."id"` +
+        ` WHEN MATCHED AND t."source_xmin" IS DISTINCT FROM s."source_xmin"` +
+        ` THEN UPDATE SET "Name" = s."Name", "v" = s."v", "source_xmin" = s."source_xmin"` +
+        ` WHEN NOT MATCHED THEN INSERT ("id", "Name", "v", "source_xmin")` +
+        ` VALUES (s."id", s."Name", s."v", s."source_xmin")`,
+    );
+  });
+
+  test("mergeSql with a composite key and content comparison (full resync)", () => {
+    assert.equal(
+      mergeSql({ ...spec, key: ["id", "Name"], compareContent: true }),
+      `MERGE INTO ${T} AS t USING ${S} AS s ON t."id" = s."id" AND t."Name" = s."Name"` +
+        ` WHEN MATCHED AND (t."source_xmin" IS DISTINCT FROM s."source_xmin"` +
+        ` OR ROW(t."id", t."Name", t."v")::text IS DISTINCT FROM ROW(s."id", s."Name", s."v")::text)` +
+        ` THEN UPDATE SET "v" = s."v", "source_xmin" = s."source_xmin"` +
+        ` WHEN NOT MATCHED THEN INSERT ("id", "Name", "v", "source_xmin")` +
+        ` VALUES (s."id", s."Name", s."v", s."source_xmin")`,
+    );
+  });
+
+  test("upsertSql (PostgreSQL 13/14)", () => {
+    assert.equal(
+      upsertSql(spec),
+      `INSERT INTO ${T} AS t ("id", "Name", "v", "source_xmin")` +
+        ` SELECT s."id", s."Name", s."v", s."source_xmin" FROM ${S} AS s` +
+        ` ON CONFLICT ("id") DO UPDATE SET "Name" = EXCLUDED."Name", "v" = EXCLUDED."v",` +
+        ` "source_xmin" = EXCLUDED."source_xmin"` +
+        ` WHERE t."source_xmin" IS DISTINCT FROM EXCLUDED."source_xmin"`,
+    );
+  });
+
+  test("upsertSql with content comparison", () => {
+    assert.equal(
+      upsertSql({ ...spec, compareContent: true }),
+      `INSERT INTO ${T} AS t ("id", "Name", "v", "source_xmin")` +
+        ` SELECT s."id", s."Name", s."v", s."source_xmin" FROM ${S} AS s` +
+        ` ON CONFLICT ("id") DO UPDATE SET "Name" = EXCLUDED."Name", "v" = EXCLUDED."v",` +
+        ` "source_xmin" = EXCLUDED."source_xmin"` +
+        ` WHERE (t."source_xmin" IS DISTINCT FROM EXCLUDED."source_xmin"` +
+        ` OR ROW(t."id", t."Name", t."v")::text IS DISTINCT FROM` +
+        ` ROW(EXCLUDED."id", EXCLUDED."Name", EXCLUDED."v")::text)`,
+    );
+  });
+
+  test("a table of key columns only updates just source_xmin", () => {
+    const keyOnly = { ...spec, columns: ["id"] };
+    assert.match(mergeSql(keyOnly), / THEN UPDATE SET "source_xmin" = s."source_xmin" WHEN /);
+    assert.match(
+      upsertSql(keyOnly),
+      / DO UPDATE SET "source_xmin" = EXCLUDED."source_xmin" WHERE /,
+    );
+  });
+
+  test("countNewSql", () => {
+    assert.equal(
+      countNewSql({ ...spec, key: ["id", "Name"] }),
+      `SELECT count(*)::bigint AS n FROM ${S} AS s WHERE NOT EXISTS` +
+        ` (SELECT 1 FROM ${T} AS t WHERE t."id" = s."id" AND t."Name" = s."Name")`,
+    );
+  });
+
+  test("deleteMissingSql", () => {
+    assert.equal(
+      deleteMissingSql(spec),
+      `DELETE FROM ${T} AS t WHERE NOT EXISTS (SELECT 1 FROM ${S} AS s WHERE s."id" = t."id")`,
+    );
+  });
+});
+
+describe("copyOutSql", () => {
+  const table = { schema: "My Schema", name: 'Odd "T"' };
+  const columns = ["id", "A"];
+  const raw = "t.xmin::text::bigint";
+  const sourceXmin = `CASE WHEN ${raw} <= 2 THEN ${raw} ELSE p.c - ((p.c - ${raw}) & 4294967295) END AS source_xmin`;
+  const params =
+    "(SELECT current_setting('xmin_sync.reference')::bigint AS c," +
+    " current_setting('xmin_sync.window')::bigint AS w OFFSET 0) AS p";
+
+  test("incremental: only rows newer than the watermark, never raw xmin 1 or 2", () => {
+    assert.equal(
+      copyOutSql({ table, columns, hasXmin: true, onlyNew: true }),
+      `COPY (SELECT t."id", t."A", ${sourceXmin} FROM "My Schema"."Odd ""T""" AS t` +
+        ` CROSS JOIN ${params}` +
+        ` WHERE ${raw} > 2 AND ((p.c - ${raw}) & 4294967295) <= p.w) TO STDOUT`,
+    );
+  });
+  test("full copy: every row, with its 64-bit xmin", () => {
+    assert.equal(
+      copyOutSql({ table, columns, hasXmin: true, onlyNew: false }),
+      `COPY (SELECT t."id", t."A", ${sourceXmin} FROM "My Schema"."Odd ""T""" AS t` +
+        ` CROSS JOIN ${params}) TO STDOUT`,
+    );
+  });
+  test("views and foreign tables: no xmin", () => {
+    assert.equal(
+      copyOutSql({ table, columns, hasXmin: false, onlyNew: false }),
+      `COPY (SELECT t."id", t."A", NULL::bigint AS source_xmin FROM "My Schema"."Odd ""T""" AS t) TO STDOUT`,
+    );
+  });
+});
+
+describe("xid arithmetic (DESIGN §2, 64-bit watermarks)", () => {
+  const E = XID_SPACE; // one epoch
+
+  test("fullXid within one epoch", () => {
+    assert.equal(fullXid(1000n, 5000n), 1000n);
+    assert.equal(fullXid(4999n, 5000n), 4999n);
+    assert.equal(fullXid(1000n, 5n * E + 5000n), 5n * E + 1000n);
+  });
+
+  test("fullXid across the 2^32 wrap", () => {
+    const reference = E + 100n; // epoch 1, xid 100
+    assert.equal(fullXid(E - 6n, reference), E - 6n, "epoch 0 row, before the wrap");
+    assert.equal(fullXid(50n, reference), E + 50n, "epoch 1 row, after the wrap");
+    assert.equal(fullXid(3n, reference), E + 3n, "first normal xid of epoch 1");
+    assert.equal(fullXid(101n, reference), 101n, "ahead of the reference: the previous epoch");
+  });
+
+  test("raw xmin 1 and 2 keep their value and are never new", () => {
+    for (const raw of [1n, 2n]) {
+      assert.equal(fullXid(raw, E + 100n), raw);
+      assert.equal(isNewRow(raw, E + 100n, E + 99n), false);
+      assert.equal(isNewRow(raw, 3n * E, 0n), false, "not even on a full rescan");
+    }
+  });
+
+  test("isNewRow: rows at or after the watermark, across the wrap", () => {
+    const reference = E + 100n;
+    const watermark = E - 50n; // window 150
+    assert.deepEqual(xidWindow(reference, watermark), { reference, window: 150n });
+    assert.equal(isNewRow(E - 50n, reference, watermark), true, "the watermark itself");
+    assert.equal(isNewRow(E - 51n, reference, watermark), false, "just before the watermark");
+    assert.equal(isNewRow(E - 6n, reference, watermark), true, "after it, before the wrap");
+    assert.equal(isNewRow(E - 1n, reference, watermark), true, "last xid of epoch 0");
+    assert.equal(isNewRow(3n, reference, watermark), true, "first normal xid of epoch 1");
+    assert.equal(isNewRow(99n, reference, watermark), true, "just before the reference");
+    assert.equal(isNewRow(1000n, reference, watermark), false, "old row from epoch 0");
+    assert.equal(isNewRow(E - 60n, reference, watermark), false);
+  });
+
+  test("isNewRow agrees with comparing full ids whenever the window is below 2^32", () => {
+    const reference = 7n * E + 12345n;
+    for (const back of [0n, 1n, 1000n, 12345n, 12346n, E / 2n, E - 1n]) {
+      const watermark = reference - back;
+      for (const age of [1n, 2n, 500n, 12344n, 12345n, 12346n, E / 2n, E - 3n]) {
+        const full = reference - age;
+        const raw = full & (E - 1n);
+        if (raw <= 2n) continue;
+        assert.equal(fullXid(raw, reference), full, `fullXid age ${age}`);
+        assert.equal(
+          isNewRow(raw, reference, watermark),
+          full >= watermark,
+          `age ${age}, window ${back}`,
+        );
+      }
+    }
+  });
+
+  test("a window of 2^32 or more selects every row (full rescan)", () => {
+    const reference = 3n * E + 10n;
+    for (const watermark of [reference - E, reference - E - 1n, 0n]) {
+      assert.equal(needsFullRescan(reference, watermark), true);
+      for (const raw of [3n, 10n, 11n, E / 2n, E - 1n]) {
+        assert.equal(isNewRow(raw, reference, watermark), true, `raw ${raw}`);
+      }
+    }
+    assert.equal(needsFullRescan(reference, reference - E + 1n), false);
+  });
+});
