@@ -1,0 +1,113 @@
+import type pg from "pg";
+import { connect } from "../db/connect.js";
+import { quoteIdent, quoteQualified, type QualifiedName } from "../db/quote.js";
+import { readServerInfo, type ServerInfo } from "../db/server.js";
+import type { SourceTable } from "../source/catalog.js";
+import { bindXidWindow, SOURCE_XMIN_SQL, XID_PARAMS_SQL } from "../source/read.js";
+import { beginSnapshot } from "../source/snapshot.js";
+import { xidWindow } from "../source/xid.js";
+import { SOURCE_DELETED_AT } from "../target/ddl.js";
+import { copyInSql, createStageSql, mergeSql, upsertSql, type MergeSpec } from "../target/merge.js";
+import { PROJECT_SCHEMA } from "../target/project.js";
+import { streamCopy } from "../sync/table.js";
+import type { Difference } from "./deep.js";
+
+/**
+ * `(t.k1, t.k2) IN (…)` for a list of keys given as JSON text arrays; each
+ * value cast back to its column's type. `json` is a SQL expression yielding jsonb.
+ */
+function keyMatchSql(key: string[], keyTypes: string[], json: string): string {
+  const cols = key.map((k) => `t.${quoteIdent(k)}`).join(", ");
+  const values = keyTypes.map((type, i) => `(e.v->>${i})::${type}`).join(", ");
+  return `(${cols}) IN (SELECT ${values} FROM jsonb_array_elements(${json}) AS e(v))`;
+}
+
+export interface RepairTarget {
+  sourceUrl: string;
+  source: SourceTable;
+  hasXmin: boolean;
+  target: pg.Client;
+  targetServer: ServerInfo;
+  targetName: QualifiedName;
+  targetOid: string;
+  key: string[];
+  softDeletes: boolean;
+}
+
+/**
+ * Re-copies exactly the rows a deep validation found missing or different,
+ * and deletes (or, with soft deletes, marks) the extra ones: one transaction
+ * per slice of differences, each slice staged and merged like a sync.
+ */
+export async function createRepairer(r: RepairTarget) {
+  const typeOf = new Map(r.source.columns.map((c) => [c.name, c.type]));
+  const keyTypes = r.key.map((k) => typeOf.get(k)!);
+  const columns = r.source.columns.map((c) => c.name);
+  const stage = { schema: PROJECT_SCHEMA, name: `repair_${r.targetOid}` };
+  const spec: MergeSpec = {
+    target: r.targetName,
+    stage,
+    columns,
+    key: r.key,
+    compareContent: true,
+    softDeletes: r.softDeletes,
+  };
+  const counts = { copied: 0, deleted: 0 };
+  const source = await connect(r.sourceUrl, "source");
+  const sourceServer = await readServerInfo(source);
+  await r.target.query(`DROP TABLE IF EXISTS ${quoteQualified(stage)}`);
+  await r.target.query(createStageSql(spec));
+
+  const sourceXmin = r.hasXmin ? SOURCE_XMIN_SQL : "NULL::bigint";
+  const params = r.hasXmin ? ` CROSS JOIN ${XID_PARAMS_SQL}` : "";
+  const readSql =
+    `COPY (SELECT ${columns.map((c) => `t.${quoteIdent(c)}`).join(", ")}, ${sourceXmin} AS source_xmin` +
+    ` FROM ${quoteQualified(r.source.name)} AS t${params}` +
+    ` WHERE ${keyMatchSql(r.key, keyTypes, "current_setting('xmin_sync.keys')::jsonb")}) TO STDOUT`;
+
+  const apply = async (batch: Difference[]) => {
+    const recopy = batch.filter((d) => d.kind !== "extra").map((d) => d.key);
+    const extra = batch.filter((d) => d.kind === "extra").map((d) => d.key);
+    await r.target.query("BEGIN");
+    try {
+      if (recopy.length > 0) {
+        const { snapshot } = await beginSnapshot(source, sourceServer, { exportSnapshot: false });
+        try {
+          if (r.hasXmin) await bindXidWindow(source, xidWindow(snapshot.xmax, snapshot.xmax));
+          await source.query("SELECT set_config('xmin_sync.keys', $1, true)", [
+            JSON.stringify(recopy),
+          ]);
+          await r.target.query(`TRUNCATE ${quoteQualified(stage)}`);
+          await streamCopy(source, readSql, r.target, copyInSql(stage, columns));
+        } finally {
+          await source.query("COMMIT");
+        }
+        const merged = await r.target.query(
+          r.targetServer.hasMerge ? mergeSql(spec) : upsertSql(spec),
+        );
+        counts.copied += merged.rowCount ?? 0;
+      }
+      if (extra.length > 0) {
+        const match = keyMatchSql(r.key, keyTypes, "$1::jsonb");
+        const sql = r.softDeletes
+          ? `UPDATE ${quoteQualified(r.targetName)} AS t SET ${quoteIdent(SOURCE_DELETED_AT)} = now() WHERE t.${quoteIdent(SOURCE_DELETED_AT)} IS NULL AND ${match}`
+          : `DELETE FROM ${quoteQualified(r.targetName)} AS t WHERE ${match}`;
+        const res = await r.target.query(sql, [JSON.stringify(extra)]);
+        counts.deleted += res.rowCount ?? 0;
+      }
+      await r.target.query("COMMIT");
+    } catch (err) {
+      await r.target.query("ROLLBACK").catch(() => undefined);
+      throw err;
+    }
+  };
+
+  return {
+    apply,
+    counts,
+    async close() {
+      await r.target.query(`DROP TABLE IF EXISTS ${quoteQualified(stage)}`).catch(() => undefined);
+      await source.end().catch(() => undefined);
+    },
+  };
+}

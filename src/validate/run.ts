@@ -1,0 +1,207 @@
+import type pg from "pg";
+import { connect, describeError } from "../db/connect.js";
+import { displayName } from "../db/quote.js";
+import { readServerInfo } from "../db/server.js";
+import { silentLogger, type Logger } from "../log.js";
+import { readSourceTable, XMIN_RELKINDS } from "../source/catalog.js";
+import { parseSnapshot } from "../source/snapshot.js";
+import { SourceRun } from "../sync/source-run.js";
+import { resolveKey } from "../sync/table.js";
+import type { TableSpec } from "../sync/types.js";
+import { checkTargetTable, readTargetTable, SOURCE_DELETED_AT } from "../target/ddl.js";
+import { lockTargetTable } from "../target/lock.js";
+import { readState } from "../target/state.js";
+import { deepCompare, type DeepResult } from "./deep.js";
+import { quoteIdent } from "../db/quote.js";
+import { createRepairer } from "./repair.js";
+import { integrityScore, sourceStats, targetCount, type XminDistribution } from "./stats.js";
+
+export interface ValidateOptions {
+  source: string;
+  target: string;
+  tables: TableSpec[];
+  /** Compare content, not just counts. */
+  deep?: boolean;
+  /** With deep: re-copy differing rows and remove extra ones. */
+  repair?: boolean;
+  sampleSize?: number;
+  logger?: Logger;
+}
+
+export interface ValidationReport {
+  table: string;
+  target: string;
+  /** Counts agree, no source row is newer than the last run saw, and (deep) no content differs. */
+  isSynchronized: boolean;
+  watermark: string | null;
+  lastRunAt: string | null;
+  /** How far the copy trails: transactions between the source's horizon and the watermark, seconds since the last run. */
+  syncGap: { transactions: string | null; seconds: number | null };
+  sourceCount: number;
+  targetCount: number;
+  /** Source rows written after the last run's snapshot (null for sources without xmin). */
+  pendingRows: number | null;
+  xminDistribution: XminDistribution | null;
+  integrityScore: number;
+  deep?: Omit<DeepResult, "samples"> & { samples: DeepResult["samples"] };
+  repaired?: { copied: number; deleted: number };
+  durationMs: number;
+  status: "ok" | "error";
+  error?: string;
+}
+
+export async function validate(opts: ValidateOptions): Promise<ValidationReport[]> {
+  const logger = opts.logger ?? silentLogger;
+  const run = await SourceRun.open(opts.source);
+  const reports: ValidationReport[] = [];
+  try {
+    for (const spec of opts.tables) {
+      const started = Date.now();
+      try {
+        reports.push({
+          ...(await validateTable(run, opts, spec, logger)),
+          durationMs: Date.now() - started,
+        });
+      } catch (err) {
+        logger.error(
+          { table: displayName(spec.source), err: describeError(err) },
+          "validation failed",
+        );
+        reports.push({
+          table: displayName(spec.source),
+          target: displayName(spec.target ?? spec.source),
+          isSynchronized: false,
+          watermark: null,
+          lastRunAt: null,
+          syncGap: { transactions: null, seconds: null },
+          sourceCount: 0,
+          targetCount: 0,
+          pendingRows: null,
+          xminDistribution: null,
+          integrityScore: 0,
+          durationMs: Date.now() - started,
+          status: "error",
+          error: `${displayName(spec.source)}: ${describeError(err)}`,
+        });
+      }
+    }
+  } finally {
+    await run.close();
+  }
+  return reports;
+}
+
+async function validateTable(
+  run: SourceRun,
+  opts: ValidateOptions,
+  spec: TableSpec,
+  logger: Logger,
+): Promise<Omit<ValidationReport, "durationMs">> {
+  const targetName = spec.target ?? spec.source;
+  const reader = await run.openReader();
+  // Reads of the target in one snapshot, so every level of a deep compare sees the same rows.
+  const targetRead = await connect(opts.target, "target");
+  let writer: pg.Client | undefined;
+  try {
+    const table = await readSourceTable(reader, spec.source);
+    const key = resolveKey(table, spec);
+    const hasXmin = XMIN_RELKINDS.has(table.relkind);
+    const existing = await readTargetTable(targetRead, targetName);
+    if (!existing)
+      throw new Error(`target table ${displayName(targetName)} does not exist; run sync first`);
+    checkTargetTable(targetName, existing, table.columns, key);
+    const softDeletes = existing.columns.has(SOURCE_DELETED_AT);
+    const state = await readState(targetRead, targetName).catch(() => null);
+    await targetRead.query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
+
+    const lastRun = state ? parseSnapshot(state.snapshot) : null;
+    const [src, dstCount, ageRows] = await Promise.all([
+      sourceStats(reader, spec.source, hasXmin, run.snapshot, lastRun),
+      targetCount(targetRead, targetName, softDeletes),
+      targetRead.query<{ s: number | null }>(
+        "SELECT extract(epoch FROM now() - $1::timestamptz)::int AS s",
+        [state?.lastRunAt ?? null],
+      ),
+    ]);
+
+    let deep: DeepResult | undefined;
+    let repaired: { copied: number; deleted: number } | undefined;
+    if (opts.deep) {
+      const columns = table.columns.map((c) => c.name);
+      let repairer: Awaited<ReturnType<typeof createRepairer>> | undefined;
+      if (opts.repair) {
+        writer = await connect(opts.target, "target");
+        await lockTargetTable(writer, targetName, { wait: false });
+        repairer = await createRepairer({
+          sourceUrl: opts.source,
+          source: table,
+          hasXmin,
+          target: writer,
+          targetServer: await readServerInfo(writer),
+          targetName,
+          targetOid: existing.oid,
+          key,
+          softDeletes,
+        });
+      }
+      try {
+        deep = await deepCompare(
+          reader,
+          targetRead,
+          { table: spec.source, columns, key },
+          {
+            table: targetName,
+            columns,
+            key,
+            ...(softDeletes ? { filter: `t.${quoteIdent(SOURCE_DELETED_AT)} IS NULL` } : {}),
+          },
+          src.count,
+          {
+            sampleSize: opts.sampleSize ?? 10,
+            ...(repairer ? { onDifferences: repairer.apply } : {}),
+          },
+        );
+        if (repairer) repaired = { ...repairer.counts };
+      } finally {
+        await repairer?.close();
+      }
+      logger.info(
+        { table: displayName(spec.source), ...deep, samples: undefined },
+        "deep comparison done",
+      );
+    }
+
+    const differences = deep ? deep.missing + deep.extra + deep.different : null;
+    const pending = src.pending;
+    return {
+      table: displayName(spec.source),
+      target: displayName(targetName),
+      isSynchronized: src.count === dstCount && (pending ?? 0) === 0 && (differences ?? 0) === 0,
+      watermark: state?.watermark?.toString() ?? null,
+      lastRunAt: state?.lastRunAt.toISOString() ?? null,
+      syncGap: {
+        transactions:
+          state?.watermark != null ? (run.snapshot.xmin - state.watermark).toString() : null,
+        seconds: ageRows.rows[0]?.s ?? null,
+      },
+      sourceCount: src.count,
+      targetCount: dstCount,
+      pendingRows: pending,
+      xminDistribution: src.xminDistribution,
+      integrityScore: integrityScore({
+        sourceCount: src.count,
+        targetCount: dstCount,
+        pending,
+        differences,
+      }),
+      ...(deep ? { deep } : {}),
+      ...(repaired ? { repaired } : {}),
+      status: "ok",
+    };
+  } finally {
+    await run.closeReader(reader);
+    await targetRead.query("ROLLBACK").catch(() => undefined);
+    await targetRead.end().catch(() => undefined);
+    await writer?.end().catch(() => undefined);
+  }
+}
