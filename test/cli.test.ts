@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { freePort } from "../src/demo/servers.js";
+import { freePort } from "../src/servers/cluster.js";
 import { runCli, type CliResult } from "./helpers/cli.js";
 import { startCluster, type Cluster } from "./helpers/cluster.js";
 import { tableText } from "./helpers/compare.js";

