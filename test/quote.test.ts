@@ -16,7 +16,14 @@ import {
   type MergeSpec,
 } from "../src/target/merge.js";
 import { copyOutSql } from "../src/source/read.js";
-import { fullXid, isNewRow, needsFullRescan, XID_SPACE, xidWindow } from "../src/source/xid.js";
+import {
+  fullXid,
+  isNewRow,
+  needsFullRescan,
+  nextFromAge,
+  XID_SPACE,
+  xidWindow,
+} from "../src/source/xid.js";
 
 /** No database here: names, SQL text and xid arithmetic, checked exactly. */
 
@@ -252,17 +259,21 @@ describe("copyOutSql", () => {
   const table = { schema: "My Schema", name: 'Odd "T"' };
   const columns = ["id", "A"];
   const raw = "t.xmin::text::bigint";
-  const sourceXmin = `CASE WHEN ${raw} <= 2 THEN ${raw} ELSE p.c - ((p.c - ${raw}) & 4294967295) END AS source_xmin`;
+  const age = "age(t.xmin)";
+  const sourceXmin =
+    `CASE WHEN ${age} < 2147483647 THEN p.n - (${age}::bigint & 4294967295)` +
+    ` WHEN ${raw} <= 2 THEN ${raw} ELSE p.c - ((p.c - ${raw}) & 4294967295) END AS source_xmin`;
   const params =
-    "(SELECT current_setting('xmin_sync.reference')::bigint AS c," +
-    " current_setting('xmin_sync.window')::bigint AS w OFFSET 0) AS p";
+    "(SELECT current_setting('xmin_sync.next')::bigint AS n," +
+    " current_setting('xmin_sync.window')::bigint AS w," +
+    " current_setting('xmin_sync.reference')::bigint AS c OFFSET 0) AS p";
 
   test("incremental: only rows newer than the watermark, never raw xmin 1 or 2", () => {
     assert.equal(
       copyOutSql({ table, columns, hasXmin: true, onlyNew: true }),
       `COPY (SELECT t."id", t."A", ${sourceXmin} FROM "My Schema"."Odd ""T""" AS t` +
         ` CROSS JOIN ${params}` +
-        ` WHERE ${raw} > 2 AND ((p.c - ${raw}) & 4294967295) <= p.w) TO STDOUT`,
+        ` WHERE ${age} < 2147483647 AND (${age}::bigint & 4294967295) <= p.w) TO STDOUT`,
     );
   });
   test("full copy: every row, with its 64-bit xmin", () => {
@@ -270,6 +281,37 @@ describe("copyOutSql", () => {
       copyOutSql({ table, columns, hasXmin: true, onlyNew: false }),
       `COPY (SELECT t."id", t."A", ${sourceXmin} FROM "My Schema"."Odd ""T""" AS t` +
         ` CROSS JOIN ${params}) TO STDOUT`,
+    );
+  });
+  test("one TID range of a parallel read, in binary", () => {
+    assert.equal(
+      copyOutSql({
+        table,
+        columns,
+        hasXmin: true,
+        onlyNew: true,
+        range: { kind: "ctid", fromPage: 10, toPage: 20 },
+        format: "binary",
+      }),
+      `COPY (SELECT t."id", t."A", ${sourceXmin} FROM "My Schema"."Odd ""T""" AS t` +
+        ` CROSS JOIN ${params}` +
+        ` WHERE ${age} < 2147483647 AND (${age}::bigint & 4294967295) <= p.w` +
+        ` AND t.ctid >= current_setting('xmin_sync.range_from')::tid` +
+        ` AND t.ctid < current_setting('xmin_sync.range_to')::tid) TO STDOUT (FORMAT binary)`,
+    );
+  });
+  test("the last integer-key range is open-ended; key-only reads carry no xmin", () => {
+    assert.equal(
+      copyOutSql({
+        table,
+        columns: ["id"],
+        hasXmin: true,
+        onlyNew: false,
+        withoutXmin: true,
+        range: { kind: "key", column: "id", from: "100", to: null },
+      }),
+      `COPY (SELECT t."id" FROM "My Schema"."Odd ""T""" AS t` +
+        ` WHERE t."id" >= current_setting('xmin_sync.range_from')::bigint) TO STDOUT`,
     );
   });
   test("views and foreign tables: no xmin", () => {
@@ -337,14 +379,32 @@ describe("xid arithmetic (DESIGN §2, 64-bit watermarks)", () => {
     }
   });
 
-  test("a window of 2^32 or more selects every row (full rescan)", () => {
+  test("a window of 2^32 or more selects every row", () => {
     const reference = 3n * E + 10n;
     for (const watermark of [reference - E, reference - E - 1n, 0n]) {
-      assert.equal(needsFullRescan(reference, watermark), true);
       for (const raw of [3n, 10n, 11n, E / 2n, E - 1n]) {
         assert.equal(isNewRow(raw, reference, watermark), true, `raw ${raw}`);
       }
     }
-    assert.equal(needsFullRescan(reference, reference - E + 1n), false);
+  });
+
+  test("a watermark 2^30 or more behind gets a full rescan (age() is int32)", () => {
+    const reference = 3n * E + 10n;
+    assert.equal(needsFullRescan(reference, reference - E), true);
+    assert.equal(needsFullRescan(reference, reference - (1n << 30n)), true);
+    assert.equal(needsFullRescan(reference, reference - (1n << 30n) + 1n), false);
+  });
+
+  test("nextFromAge recovers N as a full id from age('3'), across the wrap", () => {
+    // age('3') = (int32)(N - 3); N at or after the snapshot's xmax, within 2^31.
+    const int32 = (v: bigint) => Number(BigInt.asIntN(32, v));
+    for (const [n, xmax] of [
+      [5000n, 4990n],
+      [E + 7n, E - 20n],
+      [5n * E + 3n, 5n * E + 3n],
+      [2n * E + (1n << 31n) + 100n, 2n * E + (1n << 31n)],
+    ] as [bigint, bigint][]) {
+      assert.equal(nextFromAge(int32(n - 3n), xmax), n, `N ${n}`);
+    }
   });
 });

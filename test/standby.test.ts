@@ -61,6 +61,9 @@ describe("a streaming standby as the source", { skip: systemPostgresSkip() }, ()
       source: source.url(),
       target: target.url(),
       tables,
+      // One worker: tables one after another, so the second table meets the
+      // snapshot the first one's conflict destroyed.
+      tuning: { workers: 1 },
       ...(logger ? { logger } : {}),
     });
     for (const r of results) assert.equal(r.status, "ok", r.error);

@@ -35,7 +35,7 @@ export function isRetryable(err: unknown): boolean {
   const code = sqlState(err);
   if (code) return RETRYABLE.has(code) || code.startsWith("08");
   const msg = err instanceof Error ? err.message : "";
-  return /Connection terminated|ECONNRESET|EPIPE/.test(msg);
+  return /Connection terminated|ECONNRESET|EPIPE|not queryable/.test(msg);
 }
 
 export async function withRetry<T>(

@@ -14,6 +14,14 @@ export interface Column {
    * target column needs it too. Null when the type's collation applies.
    */
   collation: QualifiedName | null;
+  /**
+   * A built-in type (or array of one) with binary I/O: its COPY binary form
+   * is the same on any server. User types are not (arrays and composites
+   * carry type OIDs, which differ between servers).
+   */
+  binarySafe: boolean;
+  /** A plain integer type (smallint, integer, bigint): usable for key-range splits. */
+  integer: boolean;
 }
 
 /** A user-defined type a table depends on, which the target must have too. */
@@ -49,6 +57,8 @@ export interface SourceTable {
   bytes: number;
   /** Heap pages, for ctid range splits. */
   pages: number;
+  /** The planner's row estimate (-1 or 0 when never analyzed). */
+  estimatedRows: number;
 }
 
 /** relkinds whose rows carry a usable xmin. */
@@ -64,8 +74,9 @@ export async function readSourceTable(
     can_select: boolean;
     bytes: string;
     pages: string;
+    rows: number;
   }>(
-    `SELECT c.oid::text AS oid, c.relkind::text AS relkind,
+    `SELECT c.oid::text AS oid, c.relkind::text AS relkind, c.reltuples::float8 AS rows,
             has_table_privilege(c.oid, 'SELECT') AS can_select,
             CASE WHEN c.relkind IN ('r','m') THEN pg_table_size(c.oid) ELSE 0 END::text AS bytes,
             CASE WHEN c.relkind IN ('r','m') THEN pg_relation_size(c.oid) / current_setting('block_size')::int ELSE 0 END::text AS pages
@@ -88,10 +99,17 @@ export async function readSourceTable(
     generated: boolean;
     coll_schema: string | null;
     coll_name: string | null;
+    binary_safe: boolean;
+    integer: boolean;
   }>(
     `SELECT a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type, a.atttypid AS typid,
             a.attnotnull AS notnull, a.attgenerated <> '' AS generated,
-            cn.nspname AS coll_schema, co.collname AS coll_name
+            cn.nspname AS coll_schema, co.collname AS coll_name,
+            t.typnamespace = 'pg_catalog'::regnamespace AND t.typsend <> 0 AND t.typtype = 'b'
+              AND (t.typelem = 0 OR EXISTS (SELECT 1 FROM pg_type e WHERE e.oid = t.typelem
+                     AND e.typnamespace = 'pg_catalog'::regnamespace AND e.typtype = 'b' AND e.typsend <> 0))
+              AS binary_safe,
+            a.atttypid IN ('int2'::regtype, 'int4'::regtype, 'int8'::regtype) AS integer
        FROM pg_attribute a
        JOIN pg_type t ON t.oid = a.atttypid
        LEFT JOIN pg_collation co ON co.oid = a.attcollation AND a.attcollation <> t.typcollation
@@ -125,6 +143,8 @@ export async function readSourceTable(
         c.coll_schema !== null && c.coll_name !== null
           ? { schema: c.coll_schema, name: c.coll_name }
           : null,
+      binarySafe: c.binary_safe,
+      integer: c.integer,
     })),
     primaryKey: pk.rows.length > 0 ? pk.rows.map((p) => p.name) : null,
     userTypes: await readUserTypes(
@@ -133,6 +153,7 @@ export async function readSourceTable(
     ),
     bytes: Number(r.bytes),
     pages: Number(r.pages),
+    estimatedRows: Math.max(0, r.rows),
   };
 }
 

@@ -4,7 +4,11 @@ import { isRetryable } from "../db/errors.js";
 import { InputError } from "../input-error.js";
 import { silentLogger } from "../log.js";
 import { SourceRun } from "./source-run.js";
-import { StaleSnapshotError, syncTable } from "./table.js";
+import pLimit, { type LimitFunction } from "p-limit";
+import type pg from "pg";
+import { StaleSnapshotError } from "./plan.js";
+import { syncTable } from "./table.js";
+import { capWorkers, resolveTuning, type Tuning } from "./tuning.js";
 import type { SyncOptions, TableResult, TableSpec } from "./types.js";
 
 const RETRY_ATTEMPTS = 3;
@@ -22,26 +26,47 @@ export async function sync(opts: SyncOptions): Promise<TableResult[]> {
   // Fail early, with nothing written, when the target is unreachable. The
   // project schema is created per table once its source checks pass, so a
   // run that fails on the source side leaves the target as it was.
+  const tuning = resolveTuning(opts.tuning);
   const target = await connect(opts.target, "target");
-  await target.end().catch(() => undefined);
+  try {
+    tuning.workers = capWorkers(tuning.workers, await freeConnections(target));
+  } finally {
+    await target.end().catch(() => undefined);
+  }
 
   const run = await SourceRun.open(opts.source);
-  const results: TableResult[] = [];
   try {
-    logger.info({ snapshot: run.snapshot.text }, "source snapshot taken");
-    for (const spec of opts.tables) {
-      results.push(await syncOne(run, opts, spec));
-    }
+    tuning.workers = capWorkers(tuning.workers, await freeConnections(run.coordinatorClient));
+    logger.info({ snapshot: run.snapshot.text, ...tuning }, "source snapshot taken");
+    // Workers are shared: a table's parallel reads and index builds take
+    // slots from one pool, and as many tables run at once as there are
+    // workers, so a run of many small tables and one big one keeps every
+    // worker busy.
+    const pool = pLimit(tuning.workers);
+    const tables = pLimit(tuning.workers);
+    return await Promise.all(
+      opts.tables.map((spec) => tables(() => syncOne(run, opts, spec, pool, tuning))),
+    );
   } finally {
     await run.close();
   }
-  return results;
+}
+
+/** Connections a server has left for us (superuser-reserved ones excluded). */
+async function freeConnections(client: pg.Client): Promise<number> {
+  const { rows } = await client.query<{ free: number }>(
+    `SELECT current_setting('max_connections')::int - current_setting('superuser_reserved_connections')::int
+            - (SELECT count(*)::int FROM pg_stat_activity) AS free`,
+  );
+  return rows[0]!.free;
 }
 
 async function syncOne(
   shared: SourceRun,
   opts: SyncOptions,
   spec: TableSpec,
+  pool: LimitFunction,
+  tuning: Tuning,
 ): Promise<TableResult> {
   const logger = opts.logger ?? silentLogger;
   const started = Date.now();
@@ -57,6 +82,10 @@ async function syncOne(
           full: opts.full ?? false,
           waitForLock: opts.waitForLock ?? false,
           logger,
+          pool,
+          tuning,
+          onProgress: opts.onProgress,
+          signal: opts.signal,
         });
         return { ...r, durationMs: Date.now() - started, status: "ok" };
       } catch (err) {

@@ -36,6 +36,11 @@ export class SourceRun {
     coordinator.on("end", () => (this.lost ??= new Error("Connection terminated")));
   }
 
+  /** The coordinator's connection, for read-only catalog questions in the run's snapshot. */
+  get coordinatorClient(): pg.Client {
+    return this.coordinator;
+  }
+
   static async open(url: string): Promise<SourceRun> {
     const client = await connect(url, "source");
     try {

@@ -1,146 +1,174 @@
-import { pipeline } from "node:stream/promises";
 import type pg from "pg";
-import { from as copyFrom, to as copyTo } from "pg-copy-streams";
+import type { LimitFunction } from "p-limit";
 import { connect } from "../db/connect.js";
 import { displayName, quoteIdent, quoteQualified, type QualifiedName } from "../db/quote.js";
-import { readServerInfo, type ServerInfo } from "../db/server.js";
-import { readSourceTable, XMIN_RELKINDS, type SourceTable } from "../source/catalog.js";
-import { bindXidWindow, copyOutSql } from "../source/read.js";
-import { parseSnapshot, type Snapshot } from "../source/snapshot.js";
-import { needsFullRescan, xidWindow } from "../source/xid.js";
+import { readServerInfo } from "../db/server.js";
+import { readSourceTable, XMIN_RELKINDS } from "../source/catalog.js";
+import { planChunks } from "../source/chunks.js";
 import {
   checkTargetTable,
-  createTableSql,
   ensureUserTypes,
-  keyDdl,
   readTargetTable,
-  RESERVED_COLUMNS,
-  type TargetTable,
+  SOURCE_DELETED_AT,
 } from "../target/ddl.js";
 import { lockTargetTable } from "../target/lock.js";
-import {
-  copyInSql,
-  countNewSql,
-  createStageSql,
-  deleteMissingSql,
-  mergeSql,
-  upsertSql,
-  type MergeSpec,
-} from "../target/merge.js";
-import { ensureProjectSchema, PROJECT_SCHEMA } from "../target/project.js";
+import { ensureProjectSchema } from "../target/project.js";
 import { readState, writeState, type TableState } from "../target/state.js";
 import type { Logger } from "../log.js";
+import { loadEmptyTable, loadNewTable, loadStaged, type Counts, type LoadContext } from "./load.js";
+import { checkSnapshotNotStale, planRun, resolveKey } from "./plan.js";
 import type { SourceRun } from "./source-run.js";
-import type { TableResult, TableSpec } from "./types.js";
+import type { Tuning } from "./tuning.js";
+import type { ProgressEvent, TableResult, TableSpec } from "./types.js";
 
-interface Plan {
-  mode: "full" | "xmin";
-  reason?: string;
+export interface TableRunOptions {
+  full: boolean;
+  waitForLock: boolean;
+  logger: Logger;
+  pool: LimitFunction;
+  tuning: Tuning;
+  onProgress?: ((e: ProgressEvent) => void) | undefined;
+  signal?: AbortSignal | undefined;
 }
 
 /**
  * One run of one table, start to end: read the source catalog, decide full or
- * incremental, prepare the target, stream rows, merge, and commit the new
- * watermark with the last of the data.
+ * incremental, prepare the target, stream rows in parallel, merge, and
+ * commit the new watermark with the last of the data.
  */
 export async function syncTable(
   run: SourceRun,
   targetUrl: string,
   spec: TableSpec,
-  opts: { full: boolean; waitForLock: boolean; logger: Logger },
+  opts: TableRunOptions,
 ): Promise<Omit<TableResult, "durationMs" | "status" | "error">> {
   const targetName = spec.target ?? spec.source;
-  const log = opts.logger.child({ table: displayName(spec.source) });
-  const target = await connect(targetUrl, "target");
+  const tableName = displayName(spec.source);
+  const log = opts.logger.child({ table: tableName });
+  const control = await connect(targetUrl, "target");
   let reader: pg.Client | undefined;
   try {
-    const targetServer = await readServerInfo(target);
+    const targetServer = await readServerInfo(control);
     // Source checks first: a missing table or key fails before the target is touched.
     reader = await run.openReader();
     const table = await readSourceTable(reader, spec.source);
     const key = resolveKey(table, spec);
 
-    await ensureProjectSchema(target);
-    await lockTargetTable(target, targetName, { wait: opts.waitForLock });
-    const state = await readState(target, targetName);
+    await ensureProjectSchema(control);
+    await lockTargetTable(control, targetName, { wait: opts.waitForLock });
+    const state = await readState(control, targetName);
     await checkSnapshotNotStale(run, state, targetName);
     const hasXmin = XMIN_RELKINDS.has(table.relkind);
-    const existing = await readTargetTable(target, targetName);
-    const plan = planRun(run, table, state, existing, spec, hasXmin, opts.full);
-    log.info({ mode: plan.mode, reason: plan.reason }, "planned");
+    const existing = await readTargetTable(control, targetName);
+    const empty = existing === null || (await hasNoRows(control, targetName));
+    const sourceHasRows =
+      existing !== null && empty && state !== null && !(await hasNoRows(reader, spec.source));
+    const plan = planRun(
+      run,
+      table,
+      state,
+      existing && { ...existing, empty },
+      spec,
+      hasXmin,
+      opts.full,
+      sourceHasRows,
+    );
+    const softDeletes = spec.deletes === "soft";
+    const checkDeletes =
+      plan.mode === "full" ||
+      (spec.deletes !== undefined &&
+        spec.deletes !== "ignore" &&
+        deleteCheckDue(state, spec.deleteCheckEvery));
+    log.info({ mode: plan.mode, reason: plan.reason, checkDeletes }, "planned");
 
-    const previousWatermark = state?.watermark ?? null;
-    const columns = table.columns.map((c) => c.name);
+    await ensureUserTypes(control, table.userTypes);
+    if (existing) {
+      for (const sql of checkTargetTable(targetName, existing, table.columns, key)) {
+        await control.query(sql);
+      }
+      if (softDeletes && !existing.columns.has(SOURCE_DELETED_AT)) {
+        await control.query(
+          `ALTER TABLE ${quoteQualified(targetName)} ADD COLUMN ${quoteIdent(SOURCE_DELETED_AT)} timestamptz`,
+        );
+      }
+    }
+    const chunks = await planChunks(reader, run.server, table, {
+      workers: opts.tuning.workers,
+      minRows: opts.tuning.minBatchSize,
+      key,
+    });
+    await run.closeReader(reader);
+    reader = undefined;
+
+    let bytes = 0;
+    const ctx: LoadContext = {
+      run,
+      targetUrl,
+      control,
+      targetServer,
+      pool: opts.pool,
+      tuning: opts.tuning,
+      table,
+      targetName,
+      key,
+      hasXmin,
+      // Binary COPY skips text formatting and parsing, but carries type OIDs
+      // inside arrays and composites: only for built-in types.
+      format: table.columns.every((c) => c.binarySafe) ? "binary" : "text",
+      chunks,
+      since: plan.mode === "xmin" ? state!.watermark : null,
+      softDeletes: softDeletes || (existing?.columns.has(SOURCE_DELETED_AT) ?? false),
+      onBytes: (n) => {
+        bytes += n;
+        opts.onProgress?.({
+          table: tableName,
+          bytes,
+          estimatedBytes: table.bytes,
+          mode: plan.mode,
+        });
+      },
+      log: (fields, msg) => log.info(fields, msg),
+      ...(opts.signal ? { signal: opts.signal } : {}),
+    };
+
     const snapshot = run.snapshot;
     const watermark = hasXmin ? snapshot.xmin : null;
-    if (hasXmin) {
-      const window =
-        plan.mode === "xmin"
-          ? xidWindow(snapshot.xmax, previousWatermark!)
-          : xidWindow(snapshot.xmax, snapshot.xmax);
-      await bindXidWindow(reader, window);
-    }
-    const readSql = copyOutSql({
-      table: spec.source,
-      columns,
-      hasXmin,
-      onlyNew: plan.mode === "xmin",
-    });
-
-    await ensureUserTypes(target, table.userTypes);
-    const stateUpdate = (counts: {
-      rowsCopied: number;
-      inserted: number;
-      updated: number;
-      deleted: number;
-    }) => ({
-      source: spec.source,
-      sourceSystemId: run.identity.systemIdentifier,
-      sourceTimeline: run.identity.timeline,
-      sourceDatabaseOid: run.identity.databaseOid,
-      sourceTableOid: table.oid,
-      mode: plan.mode,
-      watermark,
-      cursorValue: null,
-      snapshot: snapshot.text,
-      ...counts,
-    });
-
-    let counts: { rowsCopied: number; inserted: number; updated: number; deleted: number };
-    const direct =
-      plan.mode === "full" && (existing === null || (await isEmpty(target, targetName)));
-    if (direct) {
-      counts = await loadDirect(target, reader, {
-        targetName,
-        table,
-        key,
-        existing,
-        readSql,
-        finish: async (rowsCopied) => {
-          const c = { rowsCopied, inserted: rowsCopied, updated: 0, deleted: 0 };
-          await writeState(target, targetName, stateUpdate(c));
-          return c;
-        },
+    const finish = (counts: Counts) =>
+      writeState(control, targetName, {
+        source: spec.source,
+        sourceSystemId: run.identity.systemIdentifier,
+        sourceTimeline: run.identity.timeline,
+        sourceDatabaseOid: run.identity.databaseOid,
+        sourceTableOid: table.oid,
+        mode: plan.mode,
+        watermark,
+        cursorValue: null,
+        snapshot: snapshot.text,
+        checkedDeletes: checkDeletes,
+        ...counts,
       });
-    } else {
-      for (const sql of checkTargetTable(targetName, existing!, table.columns, key)) {
-        await target.query(sql);
-      }
-      counts = await loadViaStage(target, targetServer, reader, {
-        targetName,
-        targetOid: existing!.oid,
-        columns,
-        key,
-        full: plan.mode === "full",
-        readSql,
-        writeState: async (c) => writeState(target, targetName, stateUpdate(c)),
-      });
-    }
-    log.info({ ...counts, watermark: watermark?.toString() }, "committed");
 
-    const held = await run.oldestRunning();
+    log.info(
+      { chunks: chunks.length, format: ctx.format, workers: opts.tuning.workers },
+      "copying",
+    );
+    let counts: Counts;
+    if (plan.mode === "full" && !existing) counts = await loadNewTable(ctx, finish);
+    else if (plan.mode === "full" && empty) counts = await loadEmptyTable(ctx, finish);
+    else
+      counts = await loadStaged(
+        ctx,
+        existing!.oid,
+        { full: plan.mode === "full", checkDeletes },
+        finish,
+      );
+    log.info({ ...counts, watermark: watermark?.toString(), bytes }, "committed");
+
+    // Only a report: the data is committed, so a lost coordinator must not fail the table now.
+    const held = await run.oldestRunning().catch(() => null);
+    const previousWatermark = state?.watermark ?? null;
     return {
-      table: displayName(spec.source),
+      table: tableName,
       target: displayName(targetName),
       mode: plan.mode,
       ...(plan.reason ? { reason: plan.reason } : {}),
@@ -151,246 +179,32 @@ export async function syncTable(
     };
   } finally {
     if (reader) await run.closeReader(reader);
-    await target.end().catch(() => undefined);
+    await control.end().catch(() => undefined);
   }
 }
 
-export function resolveKey(table: SourceTable, spec: TableSpec): string[] {
-  const key = spec.key ?? table.primaryKey;
-  if (!key || key.length === 0) {
-    throw new Error(
-      `source table ${displayName(table.name)} has no primary key; give its key columns (--key or key: [...] in the config)`,
-    );
-  }
-  const names = new Set(table.columns.map((c) => c.name));
-  for (const k of key) {
-    if (!names.has(k))
-      throw new Error(`key column ${quoteIdent(k)} is not a column of ${displayName(table.name)}`);
-  }
-  for (const r of RESERVED_COLUMNS) {
-    if (names.has(r)) {
-      throw new Error(
-        `source table ${displayName(table.name)} has a column named ${r}, which xmin-sync reserves`,
-      );
-    }
-  }
-  return key;
-}
-
-/**
- * Thrown when another run committed this table from a newer snapshot than
- * this run's; `sync` retries the table on a fresh snapshot.
- */
-export class StaleSnapshotError extends Error {
-  override name = "StaleSnapshotError";
-}
-
-/**
- * A run whose snapshot predates the one another run already committed for
- * this table (it waited for the table's lock, or reached the table late in a
- * long multi-table run) would MERGE older row versions over newer ones and
- * move the watermark back; planRun would even take the newer watermark for a
- * restore and resync the whole table from the old snapshot, deleting rows
- * inserted since. Found by test/lock.test.ts. A source whose ids really went
- * backwards (its current xmax is behind the stored one) is left to planRun.
- */
-async function checkSnapshotNotStale(
-  run: SourceRun,
-  state: TableState | null,
-  name: QualifiedName,
-): Promise<void> {
-  if (!state || state.watermark === null) return;
-  const id = run.identity;
-  if (
-    state.sourceSystemId !== id.systemIdentifier ||
-    state.sourceTimeline !== id.timeline ||
-    state.sourceDatabaseOid !== id.databaseOid
-  ) {
-    return;
-  }
-  let stored: Snapshot;
-  try {
-    stored = parseSnapshot(state.snapshot);
-  } catch {
-    return;
-  }
-  const ours = run.snapshot;
-  if (stored.xmax <= ours.xmax && state.watermark <= ours.xmin) return;
-  const now = await run.currentSnapshot();
-  if (now.xmax < stored.xmax) return;
-  throw new StaleSnapshotError(
-    `${displayName(name)} was synced by another run from a newer snapshot (${stored.text}) than this run's (${ours.text})`,
-  );
-}
-
-function planRun(
-  run: SourceRun,
-  table: SourceTable,
-  state: TableState | null,
-  existing: TargetTable | null,
-  spec: TableSpec,
-  hasXmin: boolean,
-  forceFull: boolean,
-): Plan {
-  const mode = spec.mode ?? "auto";
-  if (mode === "timestamp")
-    throw new Error("mode timestamp is not supported yet; use auto, xmin or full");
-  if (mode === "xmin" && !hasXmin) {
-    throw new Error(
-      `${displayName(table.name)} is a view or foreign table: its rows have no xmin; use mode full`,
-    );
-  }
-  if (mode === "full" || forceFull) return { mode: "full", reason: "requested" };
-  if (!hasXmin) return { mode: "full", reason: "source has no xmin (view or foreign table)" };
-  if (!state || state.watermark === null) return { mode: "full", reason: "first run" };
-  if (!existing) return { mode: "full", reason: "target table missing" };
-  const id = run.identity;
-  if (state.sourceSystemId !== id.systemIdentifier && state.sourceSystemId && id.systemIdentifier) {
-    return { mode: "full", reason: "source cluster changed (system identifier)" };
-  }
-  if (
-    state.sourceTimeline !== id.timeline &&
-    state.sourceTimeline !== null &&
-    id.timeline !== null
-  ) {
-    return { mode: "full", reason: "source timeline changed (failover or restore)" };
-  }
-  if (state.sourceDatabaseOid !== id.databaseOid)
-    return { mode: "full", reason: "source database changed" };
-  if (state.sourceTableOid !== table.oid)
-    return { mode: "full", reason: "source table was recreated" };
-  if (run.snapshot.xmax < state.watermark) {
-    return { mode: "full", reason: "source transaction ids went backwards (restore or failover)" };
-  }
-  if (needsFullRescan(run.snapshot.xmax, state.watermark)) {
-    return { mode: "full", reason: "watermark is 2^32 or more transactions old" };
-  }
-  return { mode: "xmin" };
-}
-
-async function isEmpty(client: pg.Client, name: QualifiedName): Promise<boolean> {
+async function hasNoRows(client: pg.Client, name: QualifiedName): Promise<boolean> {
   const { rows } = await client.query<{ e: boolean }>(
     `SELECT NOT EXISTS (SELECT 1 FROM ${quoteQualified(name)}) AS e`,
   );
   return rows[0]!.e;
 }
 
-export async function streamCopy(
-  reader: pg.Client,
-  readSql: string,
-  target: pg.Client,
-  writeSql: string,
-): Promise<number> {
-  const out = reader.query(copyTo(readSql));
-  const into = target.query(copyFrom(writeSql));
-  await pipeline(out, into);
-  return Number(into.rowCount ?? 0);
-}
+const UNIT_MS: Record<string, number> = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
 
-/**
- * First load into a new or empty table: COPY straight into it and build the
- * key afterwards. One transaction: a failure leaves the target as it was.
- */
-async function loadDirect(
-  target: pg.Client,
-  reader: pg.Client,
-  p: {
-    targetName: QualifiedName;
-    table: SourceTable;
-    key: string[];
-    existing: TargetTable | null;
-    readSql: string;
-    finish: (
-      rowsCopied: number,
-    ) => Promise<{ rowsCopied: number; inserted: number; updated: number; deleted: number }>;
-  },
-) {
-  await target.query("BEGIN");
-  try {
-    if (!p.existing) {
-      await target.query(`CREATE SCHEMA IF NOT EXISTS ${quoteIdent(p.targetName.schema)}`);
-      await target.query(createTableSql(p.targetName, p.table.columns));
-    } else {
-      for (const sql of checkTargetTable(p.targetName, p.existing, p.table.columns, p.key)) {
-        await target.query(sql);
-      }
-    }
-    const rows = await streamCopy(
-      reader,
-      p.readSql,
-      target,
-      copyInSql(
-        p.targetName,
-        p.table.columns.map((c) => c.name),
-      ),
+/** Whether this run looks for deletes: every run, every N runs, or once per duration. */
+export function deleteCheckDue(
+  state: TableState | null,
+  every: number | string | undefined,
+  now = new Date(),
+): boolean {
+  if (every === undefined || state === null) return true;
+  if (typeof every === "number") return state.runsSinceDeleteCheck + 1 >= every;
+  const m = /^(\d+)([smhd])$/.exec(every);
+  if (!m)
+    throw new Error(
+      `deleteCheckEvery: expected a number of runs or a duration like 15m, 6h, 1d; got ${JSON.stringify(every)}`,
     );
-    if (!p.existing) {
-      for (const sql of keyDdl(p.targetName, p.key)) await target.query(sql);
-    }
-    const counts = await p.finish(rows);
-    await target.query("COMMIT");
-    return counts;
-  } catch (err) {
-    await target.query("ROLLBACK").catch(() => undefined);
-    throw err;
-  }
-}
-
-/**
- * Incremental runs and full resyncs of a non-empty table: COPY into an
- * unlogged staging table, then merge by key and commit the watermark in the
- * same transaction. A crash before that commit leaves the old watermark and a
- * staging table the next run drops.
- */
-async function loadViaStage(
-  target: pg.Client,
-  server: ServerInfo,
-  reader: pg.Client,
-  p: {
-    targetName: QualifiedName;
-    targetOid: string;
-    columns: string[];
-    key: string[];
-    full: boolean;
-    readSql: string;
-    writeState: (c: {
-      rowsCopied: number;
-      inserted: number;
-      updated: number;
-      deleted: number;
-    }) => Promise<void>;
-  },
-) {
-  const stage = { schema: PROJECT_SCHEMA, name: `stage_${p.targetOid}` };
-  const spec: MergeSpec = {
-    target: p.targetName,
-    stage,
-    columns: p.columns,
-    key: p.key,
-    compareContent: p.full,
-  };
-  // Only one run holds this table's lock, so a staging table here is a crashed run's.
-  await target.query(`DROP TABLE IF EXISTS ${quoteQualified(stage)}`);
-  await target.query(createStageSql(spec));
-  try {
-    const rowsCopied = await streamCopy(reader, p.readSql, target, copyInSql(stage, p.columns));
-    await target.query(`ANALYZE ${quoteQualified(stage)}`);
-    await target.query("BEGIN");
-    try {
-      const { rows } = await target.query<{ n: string }>(countNewSql(spec));
-      const inserted = Number(rows[0]!.n);
-      const merged = await target.query(server.hasMerge ? mergeSql(spec) : upsertSql(spec));
-      const updated = (merged.rowCount ?? 0) - inserted;
-      const deleted = p.full ? ((await target.query(deleteMissingSql(spec))).rowCount ?? 0) : 0;
-      const counts = { rowsCopied, inserted, updated, deleted };
-      await p.writeState(counts);
-      await target.query("COMMIT");
-      return counts;
-    } catch (err) {
-      await target.query("ROLLBACK").catch(() => undefined);
-      throw err;
-    }
-  } finally {
-    await target.query(`DROP TABLE IF EXISTS ${quoteQualified(stage)}`).catch(() => undefined);
-  }
+  if (!state.lastDeleteCheckAt) return true;
+  return now.getTime() - state.lastDeleteCheckAt.getTime() >= Number(m[1]) * UNIT_MS[m[2]!]!;
 }

@@ -1,5 +1,6 @@
 import type { QualifiedName } from "../db/quote.js";
 import type { Logger } from "../log.js";
+import type { Tuning } from "./tuning.js";
 
 export type Mode = "auto" | "xmin" | "timestamp" | "full";
 export type DeletesMode = "ignore" | "hard" | "soft";
@@ -15,6 +16,20 @@ export interface TableSpec {
   /** Column for timestamp mode. */
   cursor?: string;
   deletes?: DeletesMode;
+  /**
+   * How often deletes are looked for (deletes hard or soft): every run
+   * (default), every N runs, or at most once per duration ("15m", "6h", "1d").
+   */
+  deleteCheckEvery?: number | string;
+}
+
+/** Bytes streamed so far for a table, for progress bars and progress logs. */
+export interface ProgressEvent {
+  table: string;
+  bytes: number;
+  /** The source table's size on disk (heap and TOAST), a rough total. */
+  estimatedBytes: number;
+  mode: "full" | "xmin";
 }
 
 export interface SyncOptions {
@@ -25,6 +40,9 @@ export interface SyncOptions {
   full?: boolean;
   /** Wait for another run on the same table to finish instead of failing. */
   waitForLock?: boolean;
+  /** Parallel COPY streams and batch sizes; see resolveTuning for defaults. */
+  tuning?: Partial<Tuning>;
+  onProgress?: (e: ProgressEvent) => void;
   logger?: Logger;
   signal?: AbortSignal;
 }

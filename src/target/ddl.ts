@@ -7,6 +7,7 @@ import {
   type QualifiedName,
 } from "../db/quote.js";
 import type { Column, UserType } from "../source/catalog.js";
+import { lockSharedDdl } from "./project.js";
 
 /** Columns the target table carries besides the source's. */
 export const SOURCE_XMIN = "source_xmin";
@@ -63,6 +64,19 @@ export async function readTargetTable(
  * enum label cannot be used in the transaction that adds it.
  */
 export async function ensureUserTypes(client: pg.Client, types: UserType[]): Promise<void> {
+  if (types.length === 0) return;
+  await client.query("BEGIN");
+  try {
+    await lockSharedDdl(client);
+    await createOrUpdateTypes(client, types);
+    await client.query("COMMIT");
+  } catch (err) {
+    await client.query("ROLLBACK").catch(() => undefined);
+    throw err;
+  }
+}
+
+async function createOrUpdateTypes(client: pg.Client, types: UserType[]): Promise<void> {
   for (const t of types) {
     const existing = await client.query<{ typtype: string; labels: string[] | null }>(
       `SELECT t.typtype::text AS typtype,
@@ -128,8 +142,12 @@ export async function ensureUserTypes(client: pg.Client, types: UserType[]): Pro
   }
 }
 
-/** CREATE TABLE for a new target: the source's columns and types, plus source_xmin. No key yet (see keyDdl). */
-export function createTableSql(target: QualifiedName, columns: Column[]): string {
+/** CREATE TABLE for a new target: the source's columns and types, plus source_xmin. No key yet: it is built after the data (sync/load.ts). */
+export function createTableSql(
+  target: QualifiedName,
+  columns: Column[],
+  opts: { softDeletes?: boolean } = {},
+): string {
   const defs = columns.map(
     (c) =>
       `${quoteIdent(c.name)} ${c.type}` +
@@ -138,15 +156,8 @@ export function createTableSql(target: QualifiedName, columns: Column[]): string
       (c.notNull ? " NOT NULL" : ""),
   );
   defs.push(`${quoteIdent(SOURCE_XMIN)} bigint`);
+  if (opts.softDeletes) defs.push(`${quoteIdent(SOURCE_DELETED_AT)} timestamptz`);
   return `CREATE TABLE ${quoteQualified(target)} (${defs.join(", ")})`;
-}
-
-/** Key and source_xmin index, built after a first load as pg_dump and pgcopydb do. */
-export function keyDdl(target: QualifiedName, key: string[]): string[] {
-  return [
-    `ALTER TABLE ${quoteQualified(target)} ADD PRIMARY KEY (${key.map(quoteIdent).join(", ")})`,
-    `CREATE INDEX ON ${quoteQualified(target)} (${quoteIdent(SOURCE_XMIN)})`,
-  ];
 }
 
 /**
@@ -185,4 +196,33 @@ export function checkTargetTable(
     add.push(`CREATE INDEX ON ${quoteQualified(target)} (${quoteIdent(SOURCE_XMIN)})`);
   }
   return add;
+}
+
+/** PostgreSQL keeps the first 63 bytes of a name; cut `base` so `base + suffix` fits, at a character boundary. */
+export function fitName(base: string, suffix: string): string {
+  const room = 63 - Buffer.byteLength(suffix);
+  let out = "";
+  for (const ch of base) {
+    if (Buffer.byteLength(out + ch) > room) break;
+    out += ch;
+  }
+  return out + suffix;
+}
+
+/** `base` if no relation in `schema` has that name, else base1, base2, … */
+export async function freeRelationName(
+  client: pg.Client,
+  schema: string,
+  base: string,
+  suffix: string,
+): Promise<string> {
+  for (let i = 0; ; i++) {
+    const candidate = fitName(base, i === 0 ? suffix : `${suffix}${i}`);
+    const { rows } = await client.query(
+      `SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE n.nspname = $1 AND c.relname = $2`,
+      [schema, candidate],
+    );
+    if (rows.length === 0) return candidate;
+  }
 }

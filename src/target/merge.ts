@@ -23,6 +23,20 @@ export interface MergeSpec {
    * one (clears the mark), even when its source_xmin is unchanged.
    */
   softDeletes?: boolean;
+  /**
+   * Merge one slice of the staging table: staged rows whose ctid is in
+   * [$1, $2) (tid parameters), so a large batch commits in parts.
+   */
+  slice?: boolean;
+}
+
+const SLICE_FILTER = "ctid >= $1::tid AND ctid < $2::tid";
+
+/** The staged rows as `s`: the staging table, or one slice of it. */
+function stagedRows(spec: MergeSpec): string {
+  return spec.slice
+    ? `(SELECT * FROM ${quoteQualified(spec.stage)} WHERE ${SLICE_FILTER}) AS s`
+    : `${quoteQualified(spec.stage)} AS s`;
 }
 
 const keyJoin = (spec: MergeSpec, a: string, b: string) =>
@@ -58,7 +72,7 @@ export function mergeSql(spec: MergeSpec): string {
   const all = [...spec.columns, SOURCE_XMIN].map(quoteIdent);
   const set = setList(spec, "s");
   return (
-    `MERGE INTO ${quoteQualified(spec.target)} AS t USING ${quoteQualified(spec.stage)} AS s ON ${keyJoin(spec, "t", "s")}` +
+    `MERGE INTO ${quoteQualified(spec.target)} AS t USING ${stagedRows(spec)} ON ${keyJoin(spec, "t", "s")}` +
     ` WHEN MATCHED AND ${changedCondition(spec, "s")} THEN UPDATE SET ${set}` +
     ` WHEN NOT MATCHED THEN INSERT (${all.join(", ")}) VALUES (${all.map((c) => `s.${c}`).join(", ")})`
   );
@@ -70,7 +84,7 @@ export function upsertSql(spec: MergeSpec): string {
   const set = setList(spec, "EXCLUDED");
   return (
     `INSERT INTO ${quoteQualified(spec.target)} AS t (${all.join(", ")})` +
-    ` SELECT ${all.map((c) => `s.${c}`).join(", ")} FROM ${quoteQualified(spec.stage)} AS s` +
+    ` SELECT ${all.map((c) => `s.${c}`).join(", ")} FROM ${stagedRows(spec)}` +
     ` ON CONFLICT (${spec.key.map(quoteIdent).join(", ")}) DO UPDATE SET ${set}` +
     ` WHERE ${changedCondition(spec, "EXCLUDED")}`
   );
@@ -79,7 +93,7 @@ export function upsertSql(spec: MergeSpec): string {
 /** Staged rows with no target row yet: the run's inserts (MERGE reports only a total). */
 export function countNewSql(spec: MergeSpec): string {
   return (
-    `SELECT count(*)::bigint AS n FROM ${quoteQualified(spec.stage)} AS s` +
+    `SELECT count(*)::bigint AS n FROM ${stagedRows(spec)}` +
     ` WHERE NOT EXISTS (SELECT 1 FROM ${quoteQualified(spec.target)} AS t WHERE ${keyJoin(spec, "t", "s")})`
   );
 }
@@ -107,6 +121,18 @@ export function createStageSql(spec: MergeSpec): string {
   return `CREATE UNLOGGED TABLE ${quoteQualified(spec.stage)} AS SELECT ${all} FROM ${quoteQualified(spec.target)} WITH NO DATA`;
 }
 
-export function copyInSql(table: QualifiedName, columns: string[]): string {
-  return `COPY ${quoteQualified(table)} (${[...columns, SOURCE_XMIN].map(quoteIdent).join(", ")}) FROM STDIN`;
+/** An unlogged table of the key columns, for the source's key set (delete detection). */
+export function createKeysSql(spec: MergeSpec, keys: QualifiedName): string {
+  const cols = spec.key.map(quoteIdent).join(", ");
+  return `CREATE UNLOGGED TABLE ${quoteQualified(keys)} AS SELECT ${cols} FROM ${quoteQualified(spec.target)} WITH NO DATA`;
+}
+
+export function copyInSql(
+  table: QualifiedName,
+  columns: string[],
+  opts: { format?: "text" | "binary"; withXmin?: boolean } = {},
+): string {
+  const cols = opts.withXmin === false ? columns : [...columns, SOURCE_XMIN];
+  const binary = opts.format === "binary" ? " (FORMAT binary)" : "";
+  return `COPY ${quoteQualified(table)} (${cols.map(quoteIdent).join(", ")}) FROM STDIN${binary}`;
 }

@@ -3,8 +3,22 @@ import type pg from "pg";
 /** The project's own schema in the target: state, and staging tables while a run lasts. */
 export const PROJECT_SCHEMA = "xmin_sync";
 
-/** Advisory lock class for xmin-sync ('xmin' in ASCII). objid 0 guards setup; others are tables. */
+/**
+ * Advisory lock class for xmin-sync ('xmin' in ASCII). objid 0 guards the
+ * project schema's setup, 1 shared DDL (schemas, types) that tables synced
+ * at once may both create; others are tables.
+ */
 export const LOCK_CLASS = 0x786d696e;
+const DDL_LOCK = 1;
+
+/**
+ * Takes the shared-DDL lock for the rest of the current transaction: two
+ * tables of one run creating the same schema or enum at once would otherwise
+ * fail on a unique violation (IF NOT EXISTS does not prevent that race).
+ */
+export async function lockSharedDdl(client: pg.Client): Promise<void> {
+  await client.query("SELECT pg_advisory_xact_lock($1::int, $2::int)", [LOCK_CLASS, DDL_LOCK]);
+}
 
 /**
  * Ordered migrations of the project schema. Append only: a deployed target
@@ -32,6 +46,10 @@ const MIGRATIONS: string[] = [
      last_run_at timestamptz NOT NULL DEFAULT now(),
      PRIMARY KEY (target_schema, target_table)
    )`,
+  // Delete detection runs every run or every N runs / T time (deleteCheckEvery).
+  `ALTER TABLE xmin_sync.state
+     ADD COLUMN last_delete_check_at timestamptz,
+     ADD COLUMN runs_since_delete_check int NOT NULL DEFAULT 0`,
 ];
 
 /** Creates or upgrades the project schema; safe when several runs start at once. */

@@ -16,6 +16,8 @@ export interface TableState {
   snapshot: string;
   runs: number;
   lastRunAt: Date;
+  lastDeleteCheckAt: Date | null;
+  runsSinceDeleteCheck: number;
 }
 
 export interface StateUpdate {
@@ -32,6 +34,8 @@ export interface StateUpdate {
   inserted: number;
   updated: number;
   deleted: number;
+  /** This run reconciled key sets (deletes): resets the delete-check schedule. */
+  checkedDeletes: boolean;
 }
 
 export async function readState(
@@ -40,7 +44,8 @@ export async function readState(
 ): Promise<TableState | null> {
   const { rows } = await client.query(
     `SELECT source_schema, source_table, source_system_id, source_timeline, source_database_oid::text,
-            source_table_oid::text, mode, watermark::text, cursor_value, snapshot, runs::int, last_run_at
+            source_table_oid::text, mode, watermark::text, cursor_value, snapshot, runs::int, last_run_at,
+            last_delete_check_at, runs_since_delete_check
        FROM xmin_sync.state WHERE target_schema = $1 AND target_table = $2`,
     [target.schema, target.name],
   );
@@ -59,6 +64,8 @@ export async function readState(
     snapshot: r.snapshot,
     runs: r.runs,
     lastRunAt: r.last_run_at,
+    lastDeleteCheckAt: r.last_delete_check_at,
+    runsSinceDeleteCheck: r.runs_since_delete_check,
   };
 }
 
@@ -71,8 +78,10 @@ export async function writeState(
   await client.query(
     `INSERT INTO xmin_sync.state AS st (target_schema, target_table, source_schema, source_table,
         source_system_id, source_timeline, source_database_oid, source_table_oid, mode, watermark,
-        cursor_value, snapshot, rows_copied, inserted, updated, deleted)
-     VALUES ($1, $2, $3, $4, $5, $16, $6::bigint, $7::bigint, $8, $9::bigint, $10, $11, $12, $13, $14, $15)
+        cursor_value, snapshot, rows_copied, inserted, updated, deleted,
+        last_delete_check_at, runs_since_delete_check)
+     VALUES ($1, $2, $3, $4, $5, $16, $6::bigint, $7::bigint, $8, $9::bigint, $10, $11, $12, $13, $14, $15,
+        CASE WHEN $17::boolean THEN now() END, 0)
      ON CONFLICT (target_schema, target_table) DO UPDATE SET
         source_schema = EXCLUDED.source_schema, source_table = EXCLUDED.source_table,
         source_system_id = EXCLUDED.source_system_id, source_timeline = EXCLUDED.source_timeline,
@@ -81,7 +90,9 @@ export async function writeState(
         watermark = EXCLUDED.watermark, cursor_value = EXCLUDED.cursor_value,
         snapshot = EXCLUDED.snapshot, rows_copied = EXCLUDED.rows_copied,
         inserted = EXCLUDED.inserted, updated = EXCLUDED.updated, deleted = EXCLUDED.deleted,
-        runs = st.runs + 1, last_run_at = now()`,
+        runs = st.runs + 1, last_run_at = now(),
+        last_delete_check_at = CASE WHEN $17::boolean THEN now() ELSE st.last_delete_check_at END,
+        runs_since_delete_check = CASE WHEN $17::boolean THEN 0 ELSE st.runs_since_delete_check + 1 END`,
     [
       target.schema,
       target.name,
@@ -99,6 +110,7 @@ export async function writeState(
       s.updated,
       s.deleted,
       s.sourceTimeline,
+      s.checkedDeletes,
     ],
   );
 }

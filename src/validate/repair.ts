@@ -3,13 +3,12 @@ import { connect } from "../db/connect.js";
 import { quoteIdent, quoteQualified, type QualifiedName } from "../db/quote.js";
 import { readServerInfo, type ServerInfo } from "../db/server.js";
 import type { SourceTable } from "../source/catalog.js";
-import { bindXidWindow, SOURCE_XMIN_SQL, XID_PARAMS_SQL } from "../source/read.js";
+import { bindRead, SOURCE_XMIN_SQL, XID_PARAMS_SQL } from "../source/read.js";
 import { beginSnapshot } from "../source/snapshot.js";
-import { xidWindow } from "../source/xid.js";
 import { SOURCE_DELETED_AT } from "../target/ddl.js";
 import { copyInSql, createStageSql, mergeSql, upsertSql, type MergeSpec } from "../target/merge.js";
 import { PROJECT_SCHEMA } from "../target/project.js";
-import { streamCopy } from "../sync/table.js";
+import { streamCopy } from "../sync/copy.js";
 import type { Difference } from "./deep.js";
 
 /**
@@ -73,7 +72,7 @@ export async function createRepairer(r: RepairTarget) {
       if (recopy.length > 0) {
         const { snapshot } = await beginSnapshot(source, sourceServer, { exportSnapshot: false });
         try {
-          if (r.hasXmin) await bindXidWindow(source, xidWindow(snapshot.xmax, snapshot.xmax));
+          if (r.hasXmin) await bindRead(source, snapshot, null);
           await source.query("SELECT set_config('xmin_sync.keys', $1, true)", [
             JSON.stringify(recopy),
           ]);

@@ -1,8 +1,7 @@
 import type pg from "pg";
 import { quoteIdent, quoteQualified, type QualifiedName } from "../db/quote.js";
-import { IS_NEW_SQL, SOURCE_XMIN_SQL, XID_PARAMS_SQL } from "../source/read.js";
+import { bindRead, IS_NEW_SQL, SOURCE_XMIN_SQL, XID_PARAMS_SQL } from "../source/read.js";
 import type { Snapshot } from "../source/snapshot.js";
-import { xidWindow } from "../source/xid.js";
 import { SOURCE_DELETED_AT } from "../target/ddl.js";
 
 export interface XminDistribution {
@@ -39,13 +38,8 @@ export async function sourceStats(
     );
     return { count: Number(rows[0]!.n), pending: null, xminDistribution: null };
   }
-  // Rows at or past the last run's xmax, relative to the current xmax; all rows when there was no run.
-  const since = lastRun ? lastRun.xmax : 0n;
-  const w = xidWindow(now.xmax, since);
-  await client.query(
-    "SELECT set_config('xmin_sync.reference', $1::bigint::text, true), set_config('xmin_sync.window', $2::bigint::text, true)",
-    [w.reference.toString(), w.window.toString()],
-  );
+  // Rows at or past the last run's xmax; all rows when there was no run.
+  await bindRead(client, now, lastRun ? lastRun.xmax : null);
   const { rows } = await client.query(
     `SELECT count(*)::bigint AS n, min(s.fx)::text AS min, max(s.fx)::text AS max,
             round(avg(s.fx))::text AS avg, round(stddev_pop(s.fx))::text AS stddev,
