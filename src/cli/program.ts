@@ -4,11 +4,14 @@ import { loadConfig } from "../config/load.js";
 import { selectTables, tablesFromConfig, tablesFromFlags } from "../config/resolve.js";
 import { createLogger } from "../log.js";
 import { sync } from "../sync/run.js";
-import type { Mode, TableSpec } from "../sync/types.js";
+import type { DeletesMode, Mode, TableSpec } from "../sync/types.js";
+import type { TuningInput } from "../sync/tuning.js";
+import { validate } from "../validate/run.js";
+import { createProgress } from "./progress.js";
 import { runDemo } from "../demo/demo.js";
 import { InputError } from "../input-error.js";
 import { status } from "./status.js";
-import { formatResult } from "./output.js";
+import { formatReport, formatResult } from "./output.js";
 
 /** Exit codes: 0 every table ok, 1 a table failed, 2 bad input (usage, config). */
 export const EXIT = { ok: 0, failed: 1, usage: 2 } as const;
@@ -54,20 +57,29 @@ interface Resolved {
   target: string;
   tables: TableSpec[];
   waitForLock: boolean;
+  tuning: TuningInput;
 }
 
 async function resolveRequest(
-  flags: CommonFlags & { key?: string; mode?: Mode },
+  flags: CommonFlags & { key?: string; mode?: Mode; deletes?: DeletesMode; workers?: string },
 ): Promise<Resolved> {
   let source = flags.source;
   let target = flags.target;
   let tables: TableSpec[];
   let waitForLock = false;
+  let tuning: TuningInput = {};
   if (flags.config) {
     const config = await loadConfig(flags.config);
     source ??= config.source;
     target ??= config.target;
     waitForLock = config.waitForLock ?? false;
+    tuning = {
+      workers: config.workers,
+      minWorkers: config.minWorkers,
+      maxWorkers: config.maxWorkers,
+      minBatchSize: config.minBatchSize,
+      maxBatchSize: config.maxBatchSize,
+    };
     tables = tablesFromConfig(config);
     if (flags.table.length > 0) tables = selectTables(tables, flags.table);
   } else {
@@ -83,7 +95,18 @@ async function resolveRequest(
   target ??= process.env.TARGET_DATABASE_URL;
   if (!source) throw new InputError("no source database: pass --source or set SOURCE_DATABASE_URL");
   if (!target) throw new InputError("no target database: pass --target or set TARGET_DATABASE_URL");
-  return { source, target, tables, waitForLock };
+  if (flags.deletes) tables = tables.map((t) => ({ ...t, deletes: flags.deletes! }));
+  if (flags.workers !== undefined) tuning.workers = parsePositiveInt("--workers", flags.workers);
+  return { source, target, tables, waitForLock, tuning };
+}
+
+function parsePositiveInt(flag: string, value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1)
+    throw new InputError(
+      `${flag} takes a whole number of at least 1, not ${JSON.stringify(value)}`,
+    );
+  return n;
 }
 
 export function buildProgram(state: { exitCode: number }): Command {
@@ -118,26 +141,99 @@ export function buildProgram(state: { exitCode: number }): Command {
     .addOption(
       new Option("--mode <mode>", "sync mode for --table tables").choices(["auto", "xmin", "full"]),
     )
+    .addOption(
+      new Option("--deletes <mode>", "propagate deletes (overrides the config)").choices([
+        "ignore",
+        "hard",
+        "soft",
+      ]),
+    )
+    .option(
+      "--workers <n>",
+      "parallel COPY streams (default: $DEFAULT_WORKERS, or one per core up to 8)",
+    )
     .option("--wait", "wait for another run on the same table instead of failing")
     .action(
       async (
-        flags: CommonFlags & { full?: boolean; key?: string; mode?: Mode; wait?: boolean },
+        flags: CommonFlags & {
+          full?: boolean;
+          key?: string;
+          mode?: Mode;
+          wait?: boolean;
+          deletes?: DeletesMode;
+          workers?: string;
+        },
       ) => {
         // Without --log-level, createLogger falls back to $LOG_LEVEL, then info.
         const logger = createLogger({ level: flags.debug ? "debug" : flags.logLevel });
         const req = await resolveRequest(flags);
-        const results = await sync({
-          source: req.source,
-          target: req.target,
-          tables: req.tables,
-          full: flags.full ?? false,
-          waitForLock: flags.wait ?? req.waitForLock,
-          logger,
+        const progress = createProgress(logger, {
+          tty: process.stderr.isTTY === true && !flags.json,
         });
+        let results;
+        try {
+          results = await sync({
+            source: req.source,
+            target: req.target,
+            tables: req.tables,
+            full: flags.full ?? false,
+            waitForLock: flags.wait ?? req.waitForLock,
+            tuning: req.tuning,
+            onProgress: progress.onProgress,
+            logger,
+          });
+        } finally {
+          progress.stop();
+        }
         for (const r of results) {
           process.stdout.write((flags.json ? JSON.stringify(r) : formatResult(r)) + "\n");
         }
         state.exitCode = results.every((r) => r.status === "ok") ? EXIT.ok : EXIT.failed;
+      },
+    );
+
+  addConnectionFlags(
+    program
+      .command("validate")
+      .description(
+        "check that each copy equals its source: counts, sync gap, xmin spread, integrity score; --deep compares content",
+      ),
+  )
+    .option(
+      "--key <columns>",
+      "key columns (comma-separated) for --table tables without a primary key",
+    )
+    .option(
+      "--deep",
+      "compare row content (hash ranges of the key on both servers), down to the rows",
+    )
+    .option("--repair", "with --deep: re-copy differing rows and remove extra ones")
+    .option("--sample <n>", "keys to list per kind of difference", "10")
+    .action(
+      async (
+        flags: CommonFlags & { key?: string; deep?: boolean; repair?: boolean; sample: string },
+      ) => {
+        if (flags.repair && !flags.deep) throw new InputError("--repair needs --deep");
+        const logger = createLogger({ level: flags.debug ? "debug" : flags.logLevel });
+        const req = await resolveRequest(flags);
+        const reports = await validate({
+          source: req.source,
+          target: req.target,
+          tables: req.tables,
+          deep: flags.deep ?? false,
+          repair: flags.repair ?? false,
+          sampleSize: parsePositiveInt("--sample", flags.sample),
+          logger,
+        });
+        for (const r of reports) {
+          process.stdout.write((flags.json ? JSON.stringify(r) : formatReport(r)) + "\n");
+        }
+        // 0: every copy equal; 1: differences found; 2: a table could not be validated.
+        state.exitCode = reports.some((r) => r.status === "error")
+          ? EXIT.usage
+          : reports.every((r) => r.isSynchronized)
+            ? EXIT.ok
+            : EXIT.failed;
       },
     );
 

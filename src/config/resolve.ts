@@ -19,6 +19,7 @@ export function tablesFromConfig(config: ConfigFile): TableSpec[] {
         ...(t.mode ? { mode: t.mode } : {}),
         ...(t.cursor ? { cursor: t.cursor } : {}),
         ...(t.deletes ? { deletes: t.deletes } : {}),
+        ...(t.deleteCheckEvery !== undefined ? { deleteCheckEvery: t.deleteCheckEvery } : {}),
       };
     } catch (err) {
       throw new InputError(`tables.${i}: ${(err as Error).message}`, { cause: err });

@@ -22,6 +22,13 @@ export const tableSchema = z.strictObject({
   mode: z.enum(["auto", "xmin", "timestamp", "full"]).optional(),
   cursor: z.string().min(1).optional(),
   deletes: z.enum(["ignore", "hard", "soft"]).optional(),
+  /** Look for deletes every run (default), every N runs, or once per duration. */
+  deleteCheckEvery: z
+    .union([
+      z.number().int().min(1),
+      z.string().regex(/^\d+[smhd]$/, "expected a number of runs or a duration like 15m, 6h, 1d"),
+    ])
+    .optional(),
   schedule: z.string().min(1).optional(),
 });
 
@@ -29,6 +36,10 @@ export const configSchema = z.strictObject({
   source: z.string().min(1).optional(),
   target: z.string().min(1).optional(),
   workers: z.number().int().min(1).max(64).optional(),
+  minWorkers: z.number().int().min(1).max(64).optional(),
+  maxWorkers: z.number().int().min(1).max(64).optional(),
+  minBatchSize: z.number().int().min(1).optional(),
+  maxBatchSize: z.number().int().min(1).optional(),
   waitForLock: z.boolean().optional(),
   tables: z.array(tableSchema).min(1),
 });

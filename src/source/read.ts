@@ -33,18 +33,37 @@ export interface ReadSpec {
 const AGE = "age(t.xmin)";
 const RAW_XMIN = "t.xmin::text::bigint";
 
+/** Where the bound xid values come from: the p.* fence (COPY), or bind parameters. */
+export interface XidRefs {
+  /** N as a full id (age() counts back from it). */
+  n: string;
+  /** How far behind N a row may be and still be new. */
+  w: string;
+  /** The snapshot's xmax, for the rare text fallback. */
+  c: string;
+}
+const P_REFS: XidRefs = { n: "p.n", w: "p.w", c: "p.c" };
+
 /**
- * The row's full 64-bit xmin: p.n minus its age. age() is INT_MAX for raw
+ * The row's full 64-bit xmin: N minus its age. age() is INT_MAX for raw
  * xmin 1 and 2 (bootstrap, frozen before 9.4), which keep their raw value,
  * and for a row exactly 2^31-1 behind, which falls back to text arithmetic.
  */
-export const SOURCE_XMIN_SQL =
-  `CASE WHEN ${AGE} < 2147483647 THEN p.n - (${AGE}::bigint & 4294967295)` +
-  ` WHEN ${RAW_XMIN} <= 2 THEN ${RAW_XMIN}` +
-  ` ELSE p.c - ((p.c - ${RAW_XMIN}) & 4294967295) END`;
+export function sourceXminSql(r: XidRefs = P_REFS): string {
+  return (
+    `CASE WHEN ${AGE} < 2147483647 THEN ${r.n} - (${AGE}::bigint & 4294967295)` +
+    ` WHEN ${RAW_XMIN} <= 2 THEN ${RAW_XMIN}` +
+    ` ELSE ${r.c} - ((${r.c} - ${RAW_XMIN}) & 4294967295) END`
+  );
+}
 
-/** Newer than the watermark: at most p.w behind p.n. Non-normal xids never are. */
-export const IS_NEW_SQL = `${AGE} < 2147483647 AND (${AGE}::bigint & 4294967295) <= p.w`;
+/** Newer than the watermark: at most w behind N. Non-normal xids never are. */
+export function isNewSql(r: XidRefs = P_REFS): string {
+  return `${AGE} < 2147483647 AND (${AGE}::bigint & 4294967295) <= ${r.w}`;
+}
+
+export const SOURCE_XMIN_SQL = sourceXminSql();
+export const IS_NEW_SQL = isNewSql();
 
 export const XID_PARAMS_SQL =
   "(SELECT current_setting('xmin_sync.next')::bigint AS n," +

@@ -30,6 +30,10 @@ export interface DeepOptions {
   /** Called with differences in order, a batch at a time (for repair); memory stays bounded. */
   onDifferences?: (batch: Difference[]) => Promise<void>;
   batchSize?: number;
+  /** Gets the first level's raw rows of both sides (counts; xmin statistics when asked). */
+  onFirstLevel?: (source: Record<string, unknown>[], target: Record<string, unknown>[]) => void;
+  /** Timings of each level, for the logs. */
+  log?: (fields: Record<string, unknown>, msg: string) => void;
 }
 
 interface Bucket {
@@ -42,14 +46,20 @@ async function buckets(
   spec: HashSpec,
   mask: bigint,
   parent?: { mask: bigint; buckets: string[] },
-): Promise<Map<string, Bucket>> {
+): Promise<{ map: Map<string, Bucket>; rows: Record<string, unknown>[] }> {
   const params: unknown[] = [mask.toString()];
   if (parent) params.push(parent.mask.toString(), parent.buckets);
+  else if (spec.xminStats) params.push(...spec.xminStats.values);
+  // The planner cannot tell that `h & mask` has few values, expects a group
+  // per row and sorts the whole table to disk; hashing is what fits (at most
+  // 2^16 groups).
+  await client.query("SELECT set_config('enable_sort', 'off', true)");
   const { rows } = await client.query<{ b: string; n: string; s: string }>(
     bucketSql(spec, !!parent),
     params,
   );
-  return new Map(rows.map((r) => [r.b, { n: Number(r.n), s: r.s }]));
+  await client.query("SELECT set_config('enable_sort', 'on', true)");
+  return { map: new Map(rows.map((r) => [r.b, { n: Number(r.n), s: r.s }])), rows };
 }
 
 /**
@@ -76,12 +86,19 @@ export async function deepCompare(
   );
   let mask = (1n << BigInt(bits)) - 1n;
 
+  const log = opts.log ?? (() => undefined);
+  let t0 = Date.now();
   const [s1, t1] = await Promise.all([
     buckets(source, sourceSpec, mask),
     buckets(target, targetSpec, mask),
   ]);
-  let differing = differingBuckets(s1, t1);
+  opts.onFirstLevel?.(s1.rows, t1.rows);
+  let differing = differingBuckets(s1.map, t1.map);
   let levels = 1;
+  log(
+    { level: 1, buckets: s1.map.size, differing: differing.keys.length, ms: Date.now() - t0 },
+    "bucket level compared",
+  );
   while (differing.keys.length > 0 && differing.rows > leafRows && bits < 48) {
     const parent = { mask, buckets: differing.keys };
     bits = Math.min(48, bits + 8);
@@ -90,8 +107,12 @@ export async function deepCompare(
       buckets(source, sourceSpec, mask, parent),
       buckets(target, targetSpec, mask, parent),
     ]);
-    differing = differingBuckets(s, t);
+    differing = differingBuckets(s.map, t.map);
     levels++;
+    log(
+      { level: levels, differing: differing.keys.length, ms: Date.now() - t0 },
+      "bucket level compared",
+    );
   }
 
   const result: DeepResult = {
@@ -107,7 +128,7 @@ export async function deepCompare(
   const batch: Difference[] = [];
   const batchSize = opts.batchSize ?? 1000;
   const emit = async (kind: DifferenceKind, k: string) => {
-    const key = JSON.parse(k) as (string | null)[];
+    const key = sourceSpec.key.length === 1 ? [k] : (JSON.parse(k) as (string | null)[]);
     result[kind]++;
     if (result.samples[kind].length < sampleSize) result.samples[kind].push(key);
     if (opts.onDifferences) {
@@ -116,6 +137,7 @@ export async function deepCompare(
     }
   };
 
+  t0 = Date.now();
   const params = [mask.toString(), differing.keys];
   const src = rowStream(source, leafSql(sourceSpec), params);
   const dst = rowStream(target, leafSql(targetSpec), params);
@@ -140,6 +162,7 @@ export async function deepCompare(
     await Promise.all([src.close(), dst.close()]);
   }
   if (opts.onDifferences && batch.length > 0) await opts.onDifferences(batch.splice(0));
+  log({ rows: differing.rows, ms: Date.now() - t0 }, "differing rows compared");
   return result;
 }
 

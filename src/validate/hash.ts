@@ -1,4 +1,10 @@
 import { quoteIdent, quoteQualified, type QualifiedName } from "../db/quote.js";
+import {
+  XMIN_STATS_AGGREGATES,
+  xminStatsParams,
+  xminStatsRow,
+  type XminStatsBinding,
+} from "./stats.js";
 
 /**
  * SQL for deep comparison. A row is summarised by two 64-bit hashes computed
@@ -14,10 +20,21 @@ export interface HashSpec {
   key: string[];
   /** Extra WHERE condition on alias t, e.g. excluding soft-deleted target rows. */
   filter?: string;
+  /**
+   * Also gather the xmin statistics of stats.ts (per bucket) in the same
+   * scan, so a deep validation reads the source once for both: the values
+   * of bindXminStats, passed as the first level's parameters $2..$5.
+   */
+  xminStats?: XminStatsBinding;
 }
 
-/** The key as text: a JSON array of each key column's text, unique and NULL-safe. */
+/**
+ * The key as text, as a JSON array of each key column's text: unique and
+ * NULL-safe. A one-column key is its text alone (a third of the cost); the
+ * caller wraps it.
+ */
 function keyText(spec: HashSpec): string {
+  if (spec.key.length === 1) return `t.${quoteIdent(spec.key[0]!)}::text`;
   return `json_build_array(${spec.key.map((k) => `t.${quoteIdent(k)}::text`).join(", ")})::text`;
 }
 
@@ -25,12 +42,15 @@ function rowText(spec: HashSpec): string {
   return `ROW(${spec.columns.map((c) => `t.${quoteIdent(c)}`).join(", ")})::text`;
 }
 
-/** Rows with their key text and both hashes. */
-function hashedRows(spec: HashSpec): string {
+/** Rows with their key text and both hashes (and xmin figures, when asked). */
+function hashedRows(spec: HashSpec, xminStats = false): string {
   const where = spec.filter ? ` WHERE ${spec.filter}` : "";
+  const p = xminStatsParams(2);
+  const stats = xminStats ? `, ${xminStatsRow(p.refs, p.xip)}` : "";
   return (
-    `SELECT r.k, hashtextextended(r.k, 0) AS h, hashtextextended(r.c, 0) AS rh` +
-    ` FROM (SELECT ${keyText(spec)} AS k, ${rowText(spec)} AS c FROM ${quoteQualified(spec.table)} AS t${where}) AS r`
+    // Not r.*: the row text (c) would be computed a second time for the output.
+    `SELECT r.k${xminStats ? ", r.fx, r.d, r.pending" : ""}, hashtextextended(r.k, 0) AS h, hashtextextended(r.c, 0) AS rh` +
+    ` FROM (SELECT ${keyText(spec)} AS k, ${rowText(spec)} AS c${stats} FROM ${quoteQualified(spec.table)} AS t${where}) AS r`
   );
 }
 
@@ -41,9 +61,13 @@ function hashedRows(spec: HashSpec): string {
  */
 export function bucketSql(spec: HashSpec, withParents: boolean): string {
   const parents = withParents ? " WHERE (x.h & $2::bigint) IN (SELECT unnest($3::bigint[]))" : "";
+  const stats = spec.xminStats !== undefined && !withParents;
   return (
-    `SELECT (x.h & $1::bigint)::text AS b, count(*)::bigint AS n, sum(x.rh)::text AS s` +
-    ` FROM (${hashedRows(spec)}) AS x${parents} GROUP BY 1`
+    // Grouped by the bigint (a text cast would hide that there are few groups
+    // and make the planner sort instead of hash).
+    `SELECT g.*, g.b::text AS b, g.s::text AS s FROM (SELECT x.h & $1::bigint AS b, count(*)::bigint AS n, sum(x.rh) AS s` +
+    (stats ? `, ${XMIN_STATS_AGGREGATES}` : "") +
+    ` FROM (${hashedRows(spec, stats)}) AS x${parents} GROUP BY 1) AS g`
   );
 }
 

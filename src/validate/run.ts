@@ -14,7 +14,16 @@ import { readState } from "../target/state.js";
 import { deepCompare, type DeepResult } from "./deep.js";
 import { quoteIdent } from "../db/quote.js";
 import { createRepairer } from "./repair.js";
-import { integrityScore, sourceStats, targetCount, type XminDistribution } from "./stats.js";
+import {
+  bindXminStats,
+  combineXminStats,
+  integrityScore,
+  sourceStats,
+  targetCount,
+  type SourceStats,
+  type XminDistribution,
+  type XminStatsRow,
+} from "./stats.js";
 
 export interface ValidateOptions {
   source: string;
@@ -115,15 +124,22 @@ async function validateTable(
     await targetRead.query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
 
     const lastRun = state ? parseSnapshot(state.snapshot) : null;
-    const [src, dstCount, ageRows] = await Promise.all([
-      sourceStats(reader, spec.source, hasXmin, run.snapshot, lastRun),
-      targetCount(targetRead, targetName, softDeletes),
-      targetRead.query<{ s: number | null }>(
-        "SELECT extract(epoch FROM now() - $1::timestamptz)::int AS s",
-        [state?.lastRunAt ?? null],
-      ),
-    ]);
-
+    const ageRows = await targetRead.query<{ s: number | null }>(
+      "SELECT extract(epoch FROM now() - $1::timestamptz)::int AS s",
+      [state?.lastRunAt ?? null],
+    );
+    // A deep validation takes its counts and xmin figures from its first
+    // bucket scan: the source is read once, not twice.
+    let src: SourceStats | undefined;
+    let dstCount: number | undefined;
+    if (!opts.deep) {
+      [src, dstCount] = await Promise.all([
+        sourceStats(reader, spec.source, hasXmin, run.snapshot, lastRun),
+        targetCount(targetRead, targetName, softDeletes),
+      ]);
+    }
+    const binding =
+      opts.deep && hasXmin ? await bindXminStats(reader, run.snapshot, lastRun) : undefined;
     let deep: DeepResult | undefined;
     let repaired: { copied: number; deleted: number } | undefined;
     if (opts.deep) {
@@ -148,16 +164,25 @@ async function validateTable(
         deep = await deepCompare(
           reader,
           targetRead,
-          { table: spec.source, columns, key },
+          { table: spec.source, columns, key, ...(binding ? { xminStats: binding } : {}) },
           {
             table: targetName,
             columns,
             key,
             ...(softDeletes ? { filter: `t.${quoteIdent(SOURCE_DELETED_AT)} IS NULL` } : {}),
           },
-          src.count,
+          table.estimatedRows,
           {
+            onFirstLevel: (sourceRows, targetRows) => {
+              const count = (rows: Record<string, unknown>[]) =>
+                rows.reduce((a, r) => a + Number(r.n), 0);
+              src = binding
+                ? combineXminStats(sourceRows as unknown as XminStatsRow[], binding.next)
+                : { count: count(sourceRows), pending: null, xminDistribution: null };
+              dstCount = count(targetRows);
+            },
             sampleSize: opts.sampleSize ?? 10,
+            log: (fields, msg) => logger.debug({ table: displayName(spec.source), ...fields }, msg),
             ...(repairer ? { onDifferences: repairer.apply } : {}),
           },
         );
@@ -171,6 +196,7 @@ async function validateTable(
       );
     }
 
+    if (!src || dstCount === undefined) throw new Error("validation read no counts");
     const differences = deep ? deep.missing + deep.extra + deep.different : null;
     const pending = src.pending;
     return {
