@@ -3,7 +3,6 @@ import assert from "node:assert/strict";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { freePort } from "../src/servers/cluster.js";
 import { runCli, type CliResult } from "./helpers/cli.js";
 import { startCluster, type Cluster } from "./helpers/cluster.js";
 import { tableText } from "./helpers/compare.js";
@@ -45,7 +44,9 @@ describe("CLI contract (source 17 -> target 14)", () => {
       startCluster({ version: "14" }),
     ]);
     dir = await mkdtemp(join(tmpdir(), "xmin-sync-cli-"));
-    closedPort = await freePort();
+    // Port 1: privileged, so no test server (they run as postgres) can take
+    // it in the meantime, unlike a port that was merely free a moment ago.
+    closedPort = 1;
     await source.sql(`
       CREATE SCHEMA fds;
       CREATE TABLE fds.ticker (fsym_id text PRIMARY KEY, exchange text NOT NULL, price numeric(12,4));

@@ -9,6 +9,8 @@ import type { TuningInput } from "../sync/tuning.js";
 import { validate } from "../validate/run.js";
 import { createProgress } from "./progress.js";
 import { runDemo } from "../demo/demo.js";
+import { runBench, writeResults } from "../bench/bench.js";
+import { resolveTuning } from "../sync/tuning.js";
 import { InputError } from "../input-error.js";
 import { status } from "./status.js";
 import { formatReport, formatResult } from "./output.js";
@@ -249,6 +251,57 @@ export function buildProgram(state: { exitCode: number }): Command {
       throw new InputError("no target database: pass --target or set TARGET_DATABASE_URL");
     await status(target, { json: flags.json ?? false });
   });
+
+  program
+    .command("bench")
+    .description(
+      "measure full and incremental loads for 1..N workers, against a psql COPY pipe, pgcopydb and pg_comparator",
+    )
+    .option("--source <url>", "existing source server (default: start throwaway servers)")
+    .option("--target <url>", "existing target server (needs CREATEDB)")
+    .option("--scale <n>", "pgbench scale: 100,000 rows per unit", "20")
+    .option("--workers <n>", "measure 1..n workers (default: one per core, up to 8)")
+    .option(
+      "--runs <n>",
+      "alternating rounds of the comparisons with pgcopydb and pg_comparator",
+      "3",
+    )
+    .option("--out <dir>", "where to write the Markdown and JSON results", "bench/results")
+    .option("--no-deep", "skip the deep-validation comparison")
+    .action(
+      async (flags: {
+        source?: string;
+        target?: string;
+        scale: string;
+        workers?: string;
+        runs: string;
+        out: string;
+        deep: boolean;
+      }) => {
+        if ((flags.source === undefined) !== (flags.target === undefined)) {
+          throw new InputError("give both --source and --target, or neither");
+        }
+        const result = await runBench({
+          ...(flags.source ? { source: flags.source } : {}),
+          ...(flags.target ? { target: flags.target } : {}),
+          scale: parsePositiveInt("--scale", flags.scale),
+          workers: flags.workers
+            ? parsePositiveInt("--workers", flags.workers)
+            : resolveTuning().workers,
+          runs: parsePositiveInt("--runs", flags.runs),
+          out: flags.out,
+          deep: flags.deep,
+          say: (line) => process.stderr.write(`bench: ${line}\n`),
+        });
+        const stem = await writeResults(
+          flags.out,
+          parsePositiveInt("--scale", flags.scale),
+          result,
+        );
+        process.stdout.write(result.markdown);
+        process.stderr.write(`bench: results written to ${stem}.md and ${stem}.json\n`);
+      },
+    );
 
   program
     .command("demo")

@@ -193,9 +193,20 @@ export function checkTargetTable(
   const add: string[] = [];
   if (!t.columns.has(SOURCE_XMIN)) {
     add.push(`ALTER TABLE ${quoteQualified(target)} ADD COLUMN ${quoteIdent(SOURCE_XMIN)} bigint`);
-    add.push(`CREATE INDEX ON ${quoteQualified(target)} (${quoteIdent(SOURCE_XMIN)})`);
+    add.push(sourceXminIndexSql(target));
   }
   return add;
+}
+
+/**
+ * The source_xmin index is BRIN: source_xmin grows with the heap (rows are
+ * appended as they are copied), so block ranges summarise it well for
+ * "changed since" queries; it builds in half the time of a btree after a
+ * first load (bench/README.md), and from PostgreSQL 16 on, a summarizing
+ * index does not prevent HOT updates, which every merged update changes.
+ */
+export function sourceXminIndexSql(table: QualifiedName, name?: string): string {
+  return `CREATE INDEX ${name ? `${quoteIdent(name)} ` : ""}ON ${quoteQualified(table)} USING brin (${quoteIdent(SOURCE_XMIN)})`;
 }
 
 /** PostgreSQL keeps the first 63 bytes of a name; cut `base` so `base + suffix` fits, at a character boundary. */
