@@ -3,6 +3,7 @@ import assert from "node:assert/strict";
 import { sync, validate } from "../src/index.js";
 import { startCluster, type Cluster } from "./helpers/cluster.js";
 import { columnList, tableText } from "./helpers/compare.js";
+import { runCli } from "./helpers/cli.js";
 
 /**
  * Issue 4: deep validation finds exactly the injected differences (changed,
@@ -105,5 +106,58 @@ describe("validate --deep and --repair, composite text key", () => {
       await tableText(target, "postgres", "raw.positions", cols, ["account", "symbol"]),
       await tableText(source, "postgres", "app.positions", cols, ["account", "symbol"]),
     );
+  });
+});
+
+describe("validate from the CLI: exit codes", () => {
+  let source: Cluster;
+  let target: Cluster;
+
+  before(async () => {
+    [source, target] = await Promise.all([
+      startCluster({ version: "17" }),
+      startCluster({ version: "17" }),
+    ]);
+    await source.sql(`
+      CREATE TABLE public.items (id uuid PRIMARY KEY, name text);
+      INSERT INTO public.items SELECT gen_random_uuid(), 'item ' || i FROM generate_series(1, 3000) i;`);
+    const [r] = await sync({
+      source: source.url(),
+      target: target.url(),
+      tables: [{ source: { schema: "public", name: "items" } }],
+    });
+    assert.equal(r!.status, "ok", r!.error);
+  });
+  after(async () => {
+    await Promise.all([source?.stop(), target?.stop()]);
+  });
+
+  const validateCli = (...extra: string[]) =>
+    runCli(["validate", "--source", source.url(), "--target", target.url(), "--json", ...extra]);
+
+  test("0 when equal, 1 when different (uuid key), 0 after --repair, 2 when a table cannot be validated", async () => {
+    const clean = await validateCli("--table", "items", "--deep");
+    assert.equal(clean.code, 0, clean.stderr);
+    assert.equal(clean.json[0]!.isSynchronized, true);
+
+    await target.sql(
+      "UPDATE public.items SET name = name || '!' WHERE id = (SELECT id FROM public.items ORDER BY id LIMIT 1)",
+    );
+    const dirty = await validateCli("--table", "items", "--deep");
+    assert.equal(dirty.code, 1, dirty.stderr);
+    assert.equal((dirty.json[0]!.deep as { different: number }).different, 1);
+
+    const repaired = await validateCli("--table", "items", "--deep", "--repair");
+    assert.equal(repaired.code, 1, "differences were found (and repaired)");
+    assert.deepEqual(repaired.json[0]!.repaired, { copied: 1, deleted: 0 });
+    assert.equal((await validateCli("--table", "items", "--deep")).code, 0);
+
+    const missing = await validateCli("--table", "nope");
+    assert.equal(missing.code, 2);
+    assert.equal(missing.json[0]!.status, "error");
+
+    const usage = await runCli(["validate", "--repair", "--table", "items"]);
+    assert.equal(usage.code, 2);
+    assert.match(usage.stderr, /--repair needs --deep/);
   });
 });

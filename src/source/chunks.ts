@@ -4,10 +4,12 @@ import type { ServerInfo } from "../db/server.js";
 import type { SourceTable } from "./catalog.js";
 import type { ReadRange } from "./read.js";
 
+const MIN_PART_BYTES = 64 * 1024 * 1024;
+
 /**
  * Splits a table into parts that parallel readers copy at once, all in the
- * run's snapshot. Sized by the table's bytes (heap and TOAST) and row
- * estimate: no part smaller than `minRows`, at most two per worker (so
+ * run's snapshot. Sized by the table's row estimate and bytes (heap and
+ * TOAST): no part smaller than `minRows` rows or 64 MB, at most two per worker (so
  * tables of one run can share workers evenly). TID ranges on PostgreSQL 14+
  * (each reader scans only its pages); an integer key's value range before
  * that; otherwise one stream. The last part is open-ended: rows on pages
@@ -19,8 +21,11 @@ export async function planChunks(
   table: SourceTable,
   opts: { workers: number; minRows: number; key: string[] },
 ): Promise<(ReadRange | undefined)[]> {
-  const rows = table.estimatedRows;
-  const wanted = Math.min(opts.workers * 2, Math.floor(rows / Math.max(1, opts.minRows)));
+  // By rows, and by bytes (heap and TOAST): a table of few, wide rows is
+  // worth splitting too. A part holds at least minRows rows or 64 MB.
+  const byRows = Math.floor(table.estimatedRows / Math.max(1, opts.minRows));
+  const byBytes = Math.floor(table.bytes / MIN_PART_BYTES);
+  const wanted = Math.min(opts.workers * 2, Math.max(byRows, byBytes));
   if (opts.workers < 2 || wanted < 2) return [undefined];
 
   if (
