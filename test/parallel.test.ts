@@ -116,6 +116,56 @@ describe("parallel reads, first loads and sliced merges", () => {
     await assertEqual("app.plain", "mine.plain_copy", "id");
   });
 
+  test("a failing part stops the others; the run fails cleanly and a rerun completes", async () => {
+    await target.sql(`
+      CREATE SCHEMA picky;
+      CREATE TABLE picky.plain (id bigint PRIMARY KEY, name text, amount numeric, at timestamptz, tags int[],
+                                CHECK (id <> 25000));`);
+    const spec: TableSpec = {
+      source: { schema: "app", name: "plain" },
+      target: { schema: "picky", name: "plain" },
+    };
+    const [failed] = await sync({
+      source: source.url(),
+      target: target.url(),
+      tables: [spec],
+      tuning,
+    });
+    assert.equal(failed!.status, "error");
+    assert.match(failed!.error!, /check constraint/);
+    const work = await target.sql(
+      "SELECT relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE nspname = 'xmin_sync' AND relname ~ '^(load|stage|keys)_'",
+    );
+    assert.deepEqual(work, [], "no work tables left");
+    const [{ state }] = (await target.sql(
+      "SELECT count(*)::int AS state FROM xmin_sync.state WHERE target_schema = 'picky'",
+    )) as [{ state: number }];
+    assert.equal(state, 0, "no watermark for a failed first load");
+
+    await target.sql("ALTER TABLE picky.plain DROP CONSTRAINT plain_id_check");
+    const [again] = await sync({
+      source: source.url(),
+      target: target.url(),
+      tables: [spec],
+      tuning,
+    });
+    assert.equal(again!.status, "ok", again!.error);
+    await assertEqual("app.plain", "picky.plain", "id");
+
+    // Emptied behind our back: the stored watermark must not be trusted.
+    await target.sql("TRUNCATE picky.plain");
+    const [reload] = await sync({
+      source: source.url(),
+      target: target.url(),
+      tables: [spec],
+      tuning,
+    });
+    assert.equal(reload!.status, "ok", reload!.error);
+    assert.equal(reload!.mode, "full");
+    assert.equal(reload!.reason, "target table is empty");
+    await assertEqual("app.plain", "picky.plain", "id");
+  });
+
   test("integer-key ranges (servers before 14) cover every row exactly once", async () => {
     const c = await source.client();
     await c.query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");

@@ -20,6 +20,11 @@ const SESSION_SETTINGS: ReadonlyArray<readonly [string, string]> = [
   // Our statements are long scans of simple expressions: JIT compiling them
   // cost a second per statement in measurements and saved nothing.
   ["jit", "off"],
+  // A run holds its snapshot open while it copies, and a COPY of a big table
+  // is one long statement: server-side timeouts meant for applications would
+  // kill them midway.
+  ["statement_timeout", "0"],
+  ["idle_in_transaction_session_timeout", "0"],
 ];
 
 /** The URL with its password hidden, for messages and logs. */

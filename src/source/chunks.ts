@@ -44,7 +44,9 @@ export async function planChunks(
 
   const keyColumn =
     opts.key.length === 1 ? table.columns.find((c) => c.name === opts.key[0]) : undefined;
-  if (keyColumn?.integer) {
+  // Only a NOT NULL key: a range condition never matches NULL, so rows with
+  // a NULL key (possible with a user-given key) would be skipped.
+  if (keyColumn?.integer && keyColumn.notNull) {
     const { rows: mm } = await client.query<{ lo: string | null; hi: string | null }>(
       `SELECT min(${quoteIdent(keyColumn.name)})::text AS lo, max(${quoteIdent(keyColumn.name)})::text AS hi FROM ${quoteQualified(table.name)}`,
     );

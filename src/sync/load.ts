@@ -77,12 +77,19 @@ async function copyChunks(
   read: { onlyNew: boolean; keysOnly?: boolean },
 ): Promise<number> {
   const columns = read.keysOnly ? ctx.key : columnsOf(ctx);
-  const counts = await Promise.all(
+  // One failed part stops the others: queued parts do not start, running
+  // ones are cancelled, and we return only once all have ended, so none
+  // writes into the work tables after the caller dropped them (or into the
+  // next attempt's, which have the same names).
+  const stop = new AbortController();
+  const signal = ctx.signal ? AbortSignal.any([ctx.signal, stop.signal]) : stop.signal;
+  const settled = await Promise.allSettled(
     ctx.chunks.map((range) =>
       ctx.pool(async () => {
-        ctx.signal?.throwIfAborted();
+        signal.throwIfAborted();
         const reader = await ctx.run.openReader();
         let writer: pg.Client | undefined;
+        let failed = false;
         try {
           writer = await connect(ctx.targetUrl, "target");
           await bindRead(reader, ctx.run.snapshot, read.onlyNew ? ctx.since : null, range);
@@ -99,15 +106,29 @@ async function copyChunks(
             format: ctx.format,
             withXmin: !read.keysOnly,
           });
-          return await streamCopy(reader, readSql, writer, writeSql, ctx.onBytes, ctx.signal);
+          return await streamCopy(reader, readSql, writer, writeSql, ctx.onBytes, signal);
+        } catch (err) {
+          failed = true;
+          if (!stop.signal.aborted) stop.abort(err);
+          throw err;
         } finally {
+          // A COPY cut off midway leaves its connection waiting for the rest
+          // of the protocol exchange: end those sockets rather than wait.
+          if (failed) {
+            reader.connection.stream.destroy();
+            writer?.connection.stream.destroy();
+          }
           await ctx.run.closeReader(reader);
           await writer?.end().catch(() => undefined);
         }
       }),
     ),
   );
-  return counts.reduce((a, b) => a + b, 0);
+  // The first failure is the cause; the others were cancelled because of it.
+  if (stop.signal.aborted) throw stop.signal.reason;
+  const failure = settled.find((r): r is PromiseRejectedResult => r.status === "rejected");
+  if (failure) throw failure.reason;
+  return settled.reduce((a, r) => a + (r as PromiseFulfilledResult<number>).value, 0);
 }
 
 /**

@@ -73,7 +73,12 @@ export async function checkSnapshotNotStale(
     return;
   }
   const ours = run.snapshot;
-  if (stored.xmax <= ours.xmax && state.watermark <= ours.xmin) return;
+  // Ours is at least as new if it sees as completed every transaction the
+  // stored one did: its xmax is not behind, and nothing it sees running had
+  // completed for the stored one (same xmax, fewer running, is newer too).
+  const storedRunning = new Set(stored.xip);
+  const oursSeesLess = ours.xip.some((x) => x < stored.xmax && !storedRunning.has(x));
+  if (stored.xmax <= ours.xmax && state.watermark <= ours.xmin && !oursSeesLess) return;
   const now = await run.currentSnapshot();
   if (now.xmax < stored.xmax) return;
   throw new StaleSnapshotError(

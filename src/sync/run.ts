@@ -75,9 +75,17 @@ async function syncOne(
     target: displayName(spec.target ?? spec.source),
   };
   let retryRun: SourceRun | undefined;
+  let freshSnapshot = false;
   try {
     for (let attempt = 1; ; attempt++) {
       try {
+        // Opened inside the try: a source that cannot be reached again fails
+        // this table (or is retried), not the whole run.
+        if (freshSnapshot) {
+          await retryRun?.close();
+          retryRun = undefined;
+          retryRun = await SourceRun.open(opts.source);
+        }
         const r = await syncTable(retryRun ?? shared, opts.target, spec, {
           full: opts.full ?? false,
           waitForLock: opts.waitForLock ?? false,
@@ -100,8 +108,7 @@ async function syncOne(
           if (!stale) {
             await new Promise((r) => setTimeout(r, 250 * 2 ** attempt * (0.5 + Math.random())));
           }
-          await retryRun?.close();
-          retryRun = await SourceRun.open(opts.source);
+          freshSnapshot = true;
           continue;
         }
         logger.error({ table: base.table, err: describeError(err) }, "table failed");

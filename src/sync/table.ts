@@ -154,7 +154,11 @@ export async function syncTable(
     );
     let counts: Counts;
     if (plan.mode === "full" && !existing) counts = await loadNewTable(ctx, finish);
-    else if (plan.mode === "full" && empty) counts = await loadEmptyTable(ctx, finish);
+    // Straight into an empty table only when nothing is stored for it: with a
+    // stored watermark, a reload cut off midway would leave a half-filled
+    // table next to a watermark that says its rows were copied.
+    else if (plan.mode === "full" && empty && state === null)
+      counts = await loadEmptyTable(ctx, finish);
     else
       counts = await loadStaged(
         ctx,

@@ -53,9 +53,15 @@ export async function createRepairer(r: RepairTarget) {
   };
   const counts = { copied: 0, deleted: 0 };
   const source = await connect(r.sourceUrl, "source");
-  const sourceServer = await readServerInfo(source);
-  await r.target.query(`DROP TABLE IF EXISTS ${quoteQualified(stage)}`);
-  await r.target.query(createStageSql(spec));
+  let sourceServer: ServerInfo;
+  try {
+    sourceServer = await readServerInfo(source);
+    await r.target.query(`DROP TABLE IF EXISTS ${quoteQualified(stage)}`);
+    await r.target.query(createStageSql(spec));
+  } catch (err) {
+    await source.end().catch(() => undefined);
+    throw err;
+  }
 
   const sourceXmin = r.hasXmin ? SOURCE_XMIN_SQL : "NULL::bigint";
   const params = r.hasXmin ? ` CROSS JOIN ${XID_PARAMS_SQL}` : "";

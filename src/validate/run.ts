@@ -101,16 +101,35 @@ export async function validate(opts: ValidateOptions): Promise<ValidationReport[
 }
 
 async function validateTable(
-  run: SourceRun,
+  shared: SourceRun,
   opts: ValidateOptions,
   spec: TableSpec,
   logger: Logger,
 ): Promise<Omit<ValidationReport, "durationMs">> {
   const targetName = spec.target ?? spec.source;
-  const reader = await run.openReader();
+  // A repair takes the table's lock before it reads either side: a sync
+  // committing in between would otherwise make its new rows look extra, and
+  // the repair would delete them behind the watermark.
+  let writer: pg.Client | undefined;
+  let own: SourceRun | undefined;
+  if (opts.repair) {
+    writer = await connect(opts.target, "target");
+    try {
+      await lockTargetTable(writer, targetName, { wait: false });
+      own = await SourceRun.open(opts.source);
+    } catch (err) {
+      await writer.end().catch(() => undefined);
+      throw err;
+    }
+  }
+  const run = own ?? shared;
+  const reader = await run.openReader().catch(async (err) => {
+    await own?.close();
+    await writer?.end().catch(() => undefined);
+    throw err;
+  });
   // Reads of the target in one snapshot, so every level of a deep compare sees the same rows.
   const targetRead = await connect(opts.target, "target");
-  let writer: pg.Client | undefined;
   try {
     const table = await readSourceTable(reader, spec.source);
     const key = resolveKey(table, spec);
@@ -120,6 +139,7 @@ async function validateTable(
       throw new Error(`target table ${displayName(targetName)} does not exist; run sync first`);
     checkTargetTable(targetName, existing, table.columns, key);
     const softDeletes = existing.columns.has(SOURCE_DELETED_AT);
+    if (opts.deep) await checkSameEncoding(reader, targetRead);
     const state = await readState(targetRead, targetName).catch(() => null);
     await targetRead.query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
 
@@ -145,9 +165,7 @@ async function validateTable(
     if (opts.deep) {
       const columns = table.columns.map((c) => c.name);
       let repairer: Awaited<ReturnType<typeof createRepairer>> | undefined;
-      if (opts.repair) {
-        writer = await connect(opts.target, "target");
-        await lockTargetTable(writer, targetName, { wait: false });
+      if (writer) {
         repairer = await createRepairer({
           sourceUrl: opts.source,
           source: table,
@@ -229,5 +247,23 @@ async function validateTable(
     await targetRead.query("ROLLBACK").catch(() => undefined);
     await targetRead.end().catch(() => undefined);
     await writer?.end().catch(() => undefined);
+    await own?.close();
+  }
+}
+
+/**
+ * Deep comparison hashes text as the servers store it: the same row in two
+ * encodings would hash differently and show as a difference.
+ */
+async function checkSameEncoding(source: pg.Client, target: pg.Client): Promise<void> {
+  const q = "SELECT current_setting('server_encoding') AS e";
+  const [a, b] = await Promise.all([
+    source.query<{ e: string }>(q),
+    target.query<{ e: string }>(q),
+  ]);
+  if (a.rows[0]!.e !== b.rows[0]!.e) {
+    throw new Error(
+      `--deep needs both databases in one encoding (source ${a.rows[0]!.e}, target ${b.rows[0]!.e})`,
+    );
   }
 }
