@@ -23,7 +23,7 @@ export interface HashSpec {
   /**
    * Also gather the xmin statistics of stats.ts (per bucket) in the same
    * scan, so a deep validation reads the source once for both: the values
-   * of bindXminStats, passed as the first level's parameters $2..$5.
+   * of bindXminStats, passed as the first level's parameters $2..$4.
    */
   xminStats?: XminStatsBinding;
 }
@@ -46,10 +46,10 @@ function rowText(spec: HashSpec): string {
 function hashedRows(spec: HashSpec, xminStats = false): string {
   const where = spec.filter ? ` WHERE ${spec.filter}` : "";
   const p = xminStatsParams(2);
-  const stats = xminStats ? `, ${xminStatsRow(p.refs, p.xip)}` : "";
+  const stats = xminStats ? `, ${xminStatsRow(p)}` : "";
   return (
     // Not r.*: the row text (c) would be computed a second time for the output.
-    `SELECT r.k${xminStats ? ", r.fx, r.d, r.pending" : ""}, hashtextextended(r.k, 0) AS h, hashtextextended(r.c, 0) AS rh` +
+    `SELECT r.k${xminStats ? ", r.d, r.pending, r.raw" : ""}, hashtextextended(r.k, 0) AS h, hashtextextended(r.c, 0) AS rh` +
     ` FROM (SELECT ${keyText(spec)} AS k, ${rowText(spec)} AS c${stats} FROM ${quoteQualified(spec.table)} AS t${where}) AS r`
   );
 }

@@ -1,6 +1,5 @@
 import type pg from "pg";
 import { quoteIdent, quoteQualified, type QualifiedName } from "../db/quote.js";
-import { isNewSql, sourceXminSql, type XidRefs } from "../source/read.js";
 import { nextFromAge } from "../source/xid.js";
 import type { Snapshot } from "../source/snapshot.js";
 import { SOURCE_DELETED_AT } from "../target/ddl.js";
@@ -22,13 +21,22 @@ export interface SourceStats {
 }
 
 /**
- * Per row: its full xmin (fx), its distance behind N (d, small enough for
- * float8 sums of squares), and whether the last run could not have seen it
- * (xid at or past its snapshot's xmax, or running then: xmin_sync.xip).
+ * Per row, from one age() call: d, its distance behind N (N - full xmin,
+ * 2^31-1 for raw xmin 1 and 2), whether the last run could not have seen it
+ * (at or past its snapshot's xmax: d <= w; or running then: in xip), and
+ * its raw xmin, which only the aggregates for non-normal rows read. Working
+ * on d rather than the full xmin keeps this to a fifth of the scan's cost.
  */
-export function xminStatsRow(r: XidRefs, xip: string): string {
-  const fx = sourceXminSql(r);
-  return `${fx} AS fx, ${r.n} - (${fx}) AS d, (${isNewSql(r)}) OR (${fx}) = ANY(${xip}) AS pending`;
+export function xminStatsRow(p: XminStatsParams): string {
+  const d = "(age(t.xmin)::bigint & 4294967295)";
+  return `${d} AS d, ${d} <= ${p.w} OR ${p.n} - ${d} = ANY(${p.xip}) AS pending, t.xmin::text::bigint AS raw`;
+}
+
+/** SQL for the values xminStatsRow reads: N, the window w, the last run's running xids. */
+export interface XminStatsParams {
+  n: string;
+  w: string;
+  xip: string;
 }
 
 /**
@@ -36,11 +44,8 @@ export function xminStatsRow(r: XidRefs, xip: string): string {
  * (a join to set_config'd values would keep the planner from running the
  * scan in parallel).
  */
-export function xminStatsParams(first: number): { refs: XidRefs; xip: string } {
-  return {
-    refs: { n: `$${first}::bigint`, w: `$${first + 1}::bigint`, c: `$${first + 2}::bigint` },
-    xip: `$${first + 3}::bigint[]`,
-  };
+export function xminStatsParams(first: number): XminStatsParams {
+  return { n: `$${first}::bigint`, w: `$${first + 1}::bigint`, xip: `$${first + 2}::bigint[]` };
 }
 
 /** Values for xminStatsParams, in order. */
@@ -50,16 +55,22 @@ export interface XminStatsBinding {
 }
 
 /** Sums over XMIN_STATS_ROW that combine across groups (see combineXminStats). */
+const NORMAL = "FILTER (WHERE x.d < 2147483647)";
 export const XMIN_STATS_AGGREGATES =
-  "min(x.fx)::text AS fmin, max(x.fx)::text AS fmax, sum(x.d::float8) AS dsum," +
-  " sum(x.d::float8 * x.d::float8) AS dsq, count(*) FILTER (WHERE x.pending)::bigint AS pending";
+  `count(*) ${NORMAL} AS normal, min(x.d) ${NORMAL} AS dmin, max(x.d) ${NORMAL} AS dmax,` +
+  ` sum(x.d::float8) ${NORMAL} AS dsum, sum(x.d::float8 * x.d::float8) ${NORMAL} AS dsq,` +
+  " min(x.raw) FILTER (WHERE x.d = 2147483647) AS rawmin, max(x.raw) FILTER (WHERE x.d = 2147483647) AS rawmax," +
+  " count(*) FILTER (WHERE x.pending)::bigint AS pending";
 
 export interface XminStatsRow {
   n: string | number;
-  fmin: string | null;
-  fmax: string | null;
+  normal: string;
+  dmin: string | null;
+  dmax: string | null;
   dsum: number | null;
   dsq: number | null;
+  rawmin: string | null;
+  rawmax: string | null;
   pending: string;
 }
 
@@ -78,43 +89,52 @@ export async function bindXminStats(
   const window = lastRun ? next - lastRun.xmax : 2147483646n;
   return {
     next,
-    values: [
-      next.toString(),
-      window.toString(),
-      now.xmax.toString(),
-      `{${(lastRun?.xip ?? []).join(",")}}`,
-    ],
+    values: [next.toString(), window.toString(), `{${(lastRun?.xip ?? []).join(",")}}`],
   };
 }
 
-/** Count, pending rows and the xmin distribution from per-group sums. */
+/**
+ * Count, pending rows and the xmin distribution from per-group sums. Mean
+ * and deviation are over rows with a normal xmin (raw 1 and 2, frozen
+ * before 9.4, would swamp them); min and max include those.
+ */
 export function combineXminStats(rows: XminStatsRow[], next: bigint): SourceStats {
   let count = 0;
+  let normal = 0;
   let pending = 0;
   let dsum = 0;
   let dsq = 0;
   let min: bigint | null = null;
   let max: bigint | null = null;
+  const see = (v: bigint) => {
+    if (min === null || v < min) min = v;
+    if (max === null || v > max) max = v;
+  };
   for (const r of rows) {
     count += Number(r.n);
+    normal += Number(r.normal);
     pending += Number(r.pending);
     dsum += r.dsum ?? 0;
     dsq += r.dsq ?? 0;
-    if (r.fmin !== null && (min === null || BigInt(r.fmin) < min)) min = BigInt(r.fmin);
-    if (r.fmax !== null && (max === null || BigInt(r.fmax) > max)) max = BigInt(r.fmax);
+    if (r.dmax !== null) see(next - BigInt(r.dmax));
+    if (r.dmin !== null) see(next - BigInt(r.dmin));
+    if (r.rawmin !== null) see(BigInt(r.rawmin));
+    if (r.rawmax !== null) see(BigInt(r.rawmax));
   }
-  const meanAge = count > 0 ? dsum / count : 0;
-  const variance = count > 0 ? Math.max(0, dsq / count - meanAge * meanAge) : 0;
+  const meanAge = normal > 0 ? dsum / normal : 0;
+  const variance = normal > 0 ? Math.max(0, dsq / normal - meanAge * meanAge) : 0;
+  const lo = min as bigint | null;
+  const hi = max as bigint | null;
   return {
     count,
     pending,
     xminDistribution: {
       count,
-      min: min?.toString() ?? null,
-      max: max?.toString() ?? null,
-      avg: count > 0 ? (next - BigInt(Math.round(meanAge))).toString() : null,
-      stddev: count > 0 ? Math.round(Math.sqrt(variance)).toString() : null,
-      range: min !== null && max !== null ? (max - min).toString() : null,
+      min: lo?.toString() ?? null,
+      max: hi?.toString() ?? null,
+      avg: normal > 0 ? (next - BigInt(Math.round(meanAge))).toString() : null,
+      stddev: normal > 0 ? Math.round(Math.sqrt(variance)).toString() : null,
+      range: lo !== null && hi !== null ? (hi - lo).toString() : null,
     },
   };
 }
@@ -141,7 +161,7 @@ export async function sourceStats(
   const p = xminStatsParams(1);
   const { rows } = await client.query<XminStatsRow>(
     `SELECT count(*)::bigint AS n, ${XMIN_STATS_AGGREGATES}
-       FROM (SELECT ${xminStatsRow(p.refs, p.xip)} FROM ${quoteQualified(table)} AS t) AS x`,
+       FROM (SELECT ${xminStatsRow(p)} FROM ${quoteQualified(table)} AS t) AS x`,
     binding.values,
   );
   return combineXminStats(rows, binding.next);
