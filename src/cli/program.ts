@@ -61,7 +61,13 @@ interface Resolved {
 }
 
 async function resolveRequest(
-  flags: CommonFlags & { key?: string; mode?: Mode; deletes?: DeletesMode; workers?: string },
+  flags: CommonFlags & {
+    key?: string;
+    mode?: Mode;
+    deletes?: DeletesMode;
+    workers?: string;
+    cursor?: string;
+  },
 ): Promise<Resolved> {
   let source = flags.source;
   let target = flags.target;
@@ -89,6 +95,7 @@ async function resolveRequest(
     tables = tablesFromFlags(flags.table, {
       ...(key ? { key } : {}),
       ...(flags.mode ? { mode: flags.mode } : {}),
+      ...(flags.cursor ? { cursor: flags.cursor } : {}),
     });
   }
   source ??= process.env.SOURCE_DATABASE_URL;
@@ -139,8 +146,14 @@ export function buildProgram(state: { exitCode: number }): Command {
       "key columns (comma-separated) for --table tables without a primary key",
     )
     .addOption(
-      new Option("--mode <mode>", "sync mode for --table tables").choices(["auto", "xmin", "full"]),
+      new Option("--mode <mode>", "sync mode for --table tables").choices([
+        "auto",
+        "xmin",
+        "timestamp",
+        "full",
+      ]),
     )
+    .option("--cursor <column>", "timestamp-mode cursor column for --table tables")
     .addOption(
       new Option("--deletes <mode>", "propagate deletes (overrides the config)").choices([
         "ignore",

@@ -18,6 +18,7 @@ export function tablesFromConfig(config: ConfigFile): TableSpec[] {
         ...(t.key ? { key: t.key } : {}),
         ...(t.mode ? { mode: t.mode } : {}),
         ...(t.cursor ? { cursor: t.cursor } : {}),
+        ...(t.lookback !== undefined ? { lookback: t.lookback } : {}),
         ...(t.deletes ? { deletes: t.deletes } : {}),
         ...(t.deleteCheckEvery !== undefined ? { deleteCheckEvery: t.deleteCheckEvery } : {}),
       };
@@ -30,7 +31,7 @@ export function tablesFromConfig(config: ConfigFile): TableSpec[] {
 /** `--table SRC[:DST]` flags into TableSpecs. */
 export function tablesFromFlags(
   flags: string[],
-  common: { key?: string[]; mode?: Mode },
+  common: { key?: string[]; mode?: Mode; cursor?: string },
 ): TableSpec[] {
   return flags.map((f) => {
     let parsed;
@@ -45,6 +46,7 @@ export function tablesFromFlags(
       ...(target ? { target } : {}),
       ...(common.key ? { key: common.key } : {}),
       ...(common.mode ? { mode: common.mode } : {}),
+      ...(common.cursor ? { cursor: common.cursor } : {}),
     };
   });
 }

@@ -21,6 +21,12 @@ export const tableSchema = z.strictObject({
   key: identifierList.optional(),
   mode: z.enum(["auto", "xmin", "timestamp", "full"]).optional(),
   cursor: z.string().min(1).optional(),
+  lookback: z
+    .union([
+      z.number().min(0),
+      z.string().regex(/^\d+[smhd]$/, "expected a duration like 30s, 5m, 1h"),
+    ])
+    .optional(),
   deletes: z.enum(["ignore", "hard", "soft"]).optional(),
   /** Look for deletes every run (default), every N runs, or once per duration. */
   deleteCheckEvery: z

@@ -27,6 +27,8 @@ export interface ReadSpec {
   /** Omit source_xmin (key-only reads for delete detection). */
   withoutXmin?: boolean;
   range?: ReadRange;
+  /** Timestamp mode: only rows whose cursor column is at or after xmin_sync.cursor_from. */
+  cursor?: { column: string; type: string };
   format?: "text" | "binary";
 }
 
@@ -95,6 +97,11 @@ export function copyOutSql(spec: ReadSpec): string {
     select = `SELECT ${[...cols, `${SOURCE_XMIN_SQL} AS source_xmin`].join(", ")} FROM ${from} CROSS JOIN ${XID_PARAMS_SQL}`;
     if (spec.onlyNew) where.unshift(IS_NEW_SQL);
   }
+  if (spec.cursor) {
+    where.unshift(
+      `t.${quoteIdent(spec.cursor.column)} >= current_setting('xmin_sync.cursor_from')::${spec.cursor.type}`,
+    );
+  }
   const filter = where.length > 0 ? ` WHERE ${where.join(" AND ")}` : "";
   return `COPY (${select}${filter}) TO STDOUT${binary}`;
 }
@@ -110,12 +117,17 @@ export async function bindRead(
   snapshot: Snapshot,
   watermark: bigint | null,
   range?: ReadRange,
+  cursorFrom?: string,
 ): Promise<void> {
   const { rows } = await client.query<{ a: number }>("SELECT age('3'::xid) AS a");
   const next = nextFromAge(rows[0]!.a, snapshot.xmax);
   const window = watermark === null ? 2147483646n : next - watermark;
   const names = ["xmin_sync.next", "xmin_sync.window", "xmin_sync.reference"];
   const values = [next.toString(), window.toString(), snapshot.xmax.toString()];
+  if (cursorFrom !== undefined) {
+    names.push("xmin_sync.cursor_from");
+    values.push(cursorFrom);
+  }
   if (range) {
     const from = range.kind === "ctid" ? range.fromPage : range.from;
     const to = range.kind === "ctid" ? range.toPage : range.to;

@@ -48,6 +48,8 @@ export interface LoadContext {
   chunks: (ReadRange | undefined)[];
   /** Rows newer than this are read (incremental); null reads every row. */
   since: bigint | null;
+  /** Timestamp mode: rows whose cursor column is at or after `from` are read. */
+  cursor?: { column: string; type: string; from: string };
   softDeletes: boolean;
   onBytes: (bytes: number) => void;
   /** Phase timings and sizes, for the logs. */
@@ -92,13 +94,21 @@ async function copyChunks(
         let failed = false;
         try {
           writer = await connect(ctx.targetUrl, "target");
-          await bindRead(reader, ctx.run.snapshot, read.onlyNew ? ctx.since : null, range);
+          const byCursor = read.onlyNew && ctx.cursor !== undefined;
+          await bindRead(
+            reader,
+            ctx.run.snapshot,
+            read.onlyNew && !byCursor ? ctx.since : null,
+            range,
+            byCursor ? ctx.cursor!.from : undefined,
+          );
           const readSql = copyOutSql({
             table: ctx.table.name,
             columns,
             hasXmin: ctx.hasXmin,
-            onlyNew: read.onlyNew,
+            onlyNew: read.onlyNew && !byCursor,
             withoutXmin: read.keysOnly ?? false,
+            ...(byCursor ? { cursor: { column: ctx.cursor!.column, type: ctx.cursor!.type } } : {}),
             ...(range ? { range } : {}),
             format: ctx.format,
           });
@@ -165,7 +175,7 @@ async function buildIndexes(ctx: LoadContext, statements: string[]): Promise<voi
  */
 export async function loadNewTable(
   ctx: LoadContext,
-  finish: (counts: Counts) => Promise<void>,
+  finish: (counts: Counts, rows: QualifiedName) => Promise<void>,
 ): Promise<Counts> {
   const load = workTable(ctx, "load");
   const loadQ = quoteQualified(load);
@@ -204,7 +214,7 @@ export async function loadNewTable(
       await ctx.control.query(
         `ALTER INDEX ${quoteIdent(schema)}.${quoteIdent(xminIndex)} RENAME TO ${quoteIdent(xminName)}`,
       );
-      await finish(counts);
+      await finish(counts, ctx.targetName);
     });
     return counts;
   } finally {
@@ -219,11 +229,11 @@ export async function loadNewTable(
  */
 export async function loadEmptyTable(
   ctx: LoadContext,
-  finish: (counts: Counts) => Promise<void>,
+  finish: (counts: Counts, rows: QualifiedName) => Promise<void>,
 ): Promise<Counts> {
   const rows = await copyChunks(ctx, ctx.targetName, { onlyNew: false });
   const counts = { rowsCopied: rows, inserted: rows, updated: 0, deleted: 0 };
-  await inTransaction(ctx.control, () => finish(counts));
+  await inTransaction(ctx.control, () => finish(counts, ctx.targetName));
   return counts;
 }
 
@@ -242,8 +252,8 @@ export async function loadEmptyTable(
 export async function loadStaged(
   ctx: LoadContext,
   targetOid: string,
-  opts: { full: boolean; checkDeletes: boolean },
-  finish: (counts: Counts) => Promise<void>,
+  opts: { full: boolean; checkDeletes: boolean; compareContent: boolean },
+  finish: (counts: Counts, rows: QualifiedName) => Promise<void>,
 ): Promise<Counts> {
   const stage = { schema: PROJECT_SCHEMA, name: `stage_${targetOid}` };
   const keys = { schema: PROJECT_SCHEMA, name: `keys_${targetOid}` };
@@ -252,7 +262,7 @@ export async function loadStaged(
     stage,
     columns: columnsOf(ctx),
     key: ctx.key,
-    compareContent: opts.full,
+    compareContent: opts.compareContent,
     softDeletes: ctx.softDeletes,
   };
   const c = ctx.control;
@@ -301,7 +311,7 @@ export async function loadStaged(
         const sql = ctx.softDeletes ? markMissingSql(against) : deleteMissingSql(against);
         counts.deleted = (await c.query(sql)).rowCount ?? 0;
       }
-      await finish(counts);
+      await finish(counts, stage);
     });
     ctx.log({ slices: slices.length, ms: Date.now() - t }, "merged");
     return counts;

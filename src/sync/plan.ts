@@ -9,7 +9,7 @@ import type { TableSpec } from "./types.js";
 
 /** What a run of one table will do, and why when it copies everything. */
 export interface Plan {
-  mode: "full" | "xmin";
+  mode: "full" | "xmin" | "timestamp";
   reason?: string;
 }
 
@@ -97,16 +97,41 @@ export function planRun(
   sourceHasRows: boolean,
 ): Plan {
   const mode = spec.mode ?? "auto";
-  if (mode === "timestamp")
-    throw new Error("mode timestamp is not supported yet; use auto, xmin or full");
   if (mode === "xmin" && !hasXmin) {
     throw new Error(
-      `${displayName(table.name)} is a view or foreign table: its rows have no xmin; use mode full`,
+      `${displayName(table.name)} is a view or foreign table: its rows have no xmin; use mode timestamp (with a cursor) or full`,
     );
   }
+  // Timestamp mode: asked for, or auto on a source without xmin that names
+  // a cursor column. Without either, a source without xmin is copied whole.
+  const byCursor =
+    mode === "timestamp" || (mode === "auto" && !hasXmin && spec.cursor !== undefined);
+  if (byCursor) {
+    if (!spec.cursor)
+      throw new Error(`mode timestamp needs a cursor column (cursor: in the config)`);
+    if (!table.columns.some((c) => c.name === spec.cursor)) {
+      throw new Error(
+        `cursor column ${quoteIdent(spec.cursor)} is not a column of ${displayName(table.name)}`,
+      );
+    }
+  }
   if (mode === "full" || forceFull) return { mode: "full", reason: "requested" };
-  if (!hasXmin) return { mode: "full", reason: "source has no xmin (view or foreign table)" };
-  if (!state || state.watermark === null) return { mode: "full", reason: "first run" };
+  if (!hasXmin && !byCursor) {
+    return {
+      mode: "full",
+      reason: "source has no xmin (view or foreign table) and no cursor column",
+    };
+  }
+  const incremental = byCursor ? "timestamp" : "xmin";
+  const stored = byCursor ? state?.cursorValue : state?.watermark;
+  if (
+    !state ||
+    stored === null ||
+    stored === undefined ||
+    (state.mode !== incremental && state.mode !== "full")
+  ) {
+    return { mode: "full", reason: "first run" };
+  }
   if (!existing) return { mode: "full", reason: "target table missing" };
   const id = run.identity;
   if (state.sourceSystemId !== id.systemIdentifier && state.sourceSystemId && id.systemIdentifier) {
@@ -127,6 +152,8 @@ export function planRun(
     // Someone emptied the copy (TRUNCATE): an incremental run would not bring the old rows back.
     return { mode: "full", reason: "target table is empty" };
   }
+  if (byCursor) return { mode: "timestamp" };
+  if (state.watermark === null) return { mode: "full", reason: "first run" };
   if (run.snapshot.xmax < state.watermark) {
     return { mode: "full", reason: "source transaction ids went backwards (restore or failover)" };
   }

@@ -3,7 +3,7 @@ import type { LimitFunction } from "p-limit";
 import { connect } from "../db/connect.js";
 import { displayName, quoteIdent, quoteQualified, type QualifiedName } from "../db/quote.js";
 import { readServerInfo } from "../db/server.js";
-import { readSourceTable, XMIN_RELKINDS } from "../source/catalog.js";
+import { readSourceTable, XMIN_RELKINDS, type Column } from "../source/catalog.js";
 import { planChunks } from "../source/chunks.js";
 import {
   checkTargetTable,
@@ -97,6 +97,11 @@ export async function syncTable(
       minRows: opts.tuning.minBatchSize,
       key,
     });
+    const cursor = spec.cursor ? cursorColumn(table.columns, spec.cursor) : undefined;
+    const cursorFrom =
+      plan.mode === "timestamp"
+        ? await lookbackFrom(reader, cursor!, state!.cursorValue!, spec.lookback)
+        : undefined;
     await run.closeReader(reader);
     reader = undefined;
 
@@ -117,6 +122,7 @@ export async function syncTable(
       format: table.columns.every((c) => c.binarySafe) ? "binary" : "text",
       chunks,
       since: plan.mode === "xmin" ? state!.watermark : null,
+      ...(cursorFrom !== undefined ? { cursor: { ...cursor!, from: cursorFrom } } : {}),
       softDeletes: softDeletes || (existing?.columns.has(SOURCE_DELETED_AT) ?? false),
       onBytes: (n) => {
         bytes += n;
@@ -133,8 +139,20 @@ export async function syncTable(
 
     const snapshot = run.snapshot;
     const watermark = hasXmin ? snapshot.xmin : null;
-    const finish = (counts: Counts) =>
-      writeState(control, targetName, {
+    let cursorValue: string | null = null;
+    const finish = async (counts: Counts, rows: QualifiedName) => {
+      // The cursor's new high mark: the largest value among the rows this
+      // run read (every row at or after the lookback bound), never lower
+      // than the last one.
+      if (cursor) {
+        const previous = plan.mode === "timestamp" ? state!.cursorValue : null;
+        const { rows: r } = await control.query<{ v: string | null }>(
+          `SELECT greatest($1::${cursor.type}, (SELECT max(${quoteIdent(cursor.column)}) FROM ${quoteQualified(rows)}))::text AS v`,
+          [previous],
+        );
+        cursorValue = r[0]!.v;
+      }
+      await writeState(control, targetName, {
         source: spec.source,
         sourceSystemId: run.identity.systemIdentifier,
         sourceTimeline: run.identity.timeline,
@@ -142,11 +160,12 @@ export async function syncTable(
         sourceTableOid: table.oid,
         mode: plan.mode,
         watermark,
-        cursorValue: null,
+        cursorValue,
         snapshot: snapshot.text,
         checkedDeletes: checkDeletes,
         ...counts,
       });
+    };
 
     log.info(
       { chunks: chunks.length, format: ctx.format, workers: opts.tuning.workers },
@@ -163,7 +182,8 @@ export async function syncTable(
       counts = await loadStaged(
         ctx,
         existing!.oid,
-        { full: plan.mode === "full", checkDeletes },
+        // Without xmin to tell changed rows apart, content decides.
+        { full: plan.mode === "full", checkDeletes, compareContent: plan.mode !== "xmin" },
         finish,
       );
     log.info({ ...counts, watermark: watermark?.toString(), bytes }, "committed");
@@ -171,20 +191,75 @@ export async function syncTable(
     // Only a report: the data is committed, so a lost coordinator must not fail the table now.
     const held = await run.oldestRunning().catch(() => null);
     const previousWatermark = state?.watermark ?? null;
+    const byCursor = plan.mode === "timestamp" || (!hasXmin && cursor !== undefined);
     return {
       table: tableName,
       target: displayName(targetName),
       mode: plan.mode,
       ...(plan.reason ? { reason: plan.reason } : {}),
       ...counts,
-      watermark: watermark?.toString() ?? null,
-      previousWatermark: previousWatermark?.toString() ?? null,
+      // In timestamp mode the watermark is the cursor's high mark.
+      watermark: byCursor ? cursorValue : (watermark?.toString() ?? null),
+      previousWatermark: byCursor
+        ? (state?.cursorValue ?? null)
+        : (previousWatermark?.toString() ?? null),
       ...(held ? { heldBackBy: held } : {}),
     };
   } finally {
     if (reader) await run.closeReader(reader);
     await control.end().catch(() => undefined);
   }
+}
+
+const TIME_TYPES = /^(timestamp|date)/;
+const NUMBER_TYPES = /^(smallint|integer|bigint|numeric)/;
+
+/** The cursor column and its type, which must order rows in time. */
+function cursorColumn(columns: Column[], name: string): { column: string; type: string } {
+  const c = columns.find((x) => x.name === name);
+  if (!c) throw new Error(`cursor column ${quoteIdent(name)} does not exist`);
+  if (!TIME_TYPES.test(c.type) && !NUMBER_TYPES.test(c.type)) {
+    throw new Error(
+      `cursor column ${quoteIdent(name)} is ${c.type}: it must be a timestamp, a date or a number`,
+    );
+  }
+  return { column: c.name, type: c.type };
+}
+
+/**
+ * Where a timestamp-mode read starts: the last high mark minus the
+ * lookback, which catches rows that committed late with an earlier cursor
+ * value (default 5 minutes for times, 0 for numbers). Computed on the source.
+ */
+async function lookbackFrom(
+  client: pg.Client,
+  cursor: { column: string; type: string },
+  last: string,
+  lookback: string | number | undefined,
+): Promise<string> {
+  if (TIME_TYPES.test(cursor.type)) {
+    const interval = durationToInterval(lookback ?? "5m");
+    const { rows } = await client.query<{ v: string }>(
+      `SELECT ($1::${cursor.type} - $2::interval)::${cursor.type}::text AS v`,
+      [last, interval],
+    );
+    return rows[0]!.v;
+  }
+  const { rows } = await client.query<{ v: string }>(
+    `SELECT ($1::${cursor.type} - $2::numeric)::text AS v`,
+    [last, String(lookback ?? 0)],
+  );
+  return rows[0]!.v;
+}
+
+const UNIT_NAMES: Record<string, string> = { s: "seconds", m: "minutes", h: "hours", d: "days" };
+
+function durationToInterval(d: string | number): string {
+  if (typeof d === "number") return `${d} seconds`;
+  const m = /^(\d+)([smhd])$/.exec(d);
+  if (!m)
+    throw new Error(`lookback: expected a duration like 30s, 5m, 1h; got ${JSON.stringify(d)}`);
+  return `${m[1]} ${UNIT_NAMES[m[2]!]}`;
 }
 
 async function hasNoRows(client: pg.Client, name: QualifiedName): Promise<boolean> {

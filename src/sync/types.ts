@@ -13,8 +13,10 @@ export interface TableSpec {
   /** Defaults to the source's primary key. */
   key?: string[];
   mode?: Mode;
-  /** Column for timestamp mode. */
+  /** Column for timestamp mode: a timestamp, date or number that grows as rows change. */
   cursor?: string;
+  /** How far before the last high mark a timestamp-mode read starts ("5m" by default; a number for numeric cursors). */
+  lookback?: string | number;
   deletes?: DeletesMode;
   /**
    * How often deletes are looked for (deletes hard or soft): every run
@@ -29,7 +31,7 @@ export interface ProgressEvent {
   bytes: number;
   /** The source table's size on disk (heap and TOAST), a rough total. */
   estimatedBytes: number;
-  mode: "full" | "xmin";
+  mode: "full" | "xmin" | "timestamp";
 }
 
 export interface SyncOptions {

@@ -1,0 +1,111 @@
+import { after, before, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { sync, type TableSpec } from "../src/index.js";
+import { startCluster, type Cluster } from "./helpers/cluster.js";
+import { columnList, tableText } from "./helpers/compare.js";
+import { runCli } from "./helpers/cli.js";
+
+/**
+ * DESIGN §2: sources whose rows have no xmin (views, foreign tables) fall
+ * back to a timestamp cursor column with a lookback window when one is
+ * named, or to full copies; mode auto picks, and says which.
+ */
+describe("timestamp mode on a view", () => {
+  let source: Cluster;
+  let target: Cluster;
+  const spec: TableSpec = {
+    source: { schema: "app", name: "orders_v" },
+    target: { schema: "raw", name: "orders" },
+    key: ["id"],
+    cursor: "updated_at",
+  };
+
+  before(async () => {
+    [source, target] = await Promise.all([
+      startCluster({ version: "17" }),
+      startCluster({ version: "14" }),
+    ]);
+    await source.sql(`
+      CREATE SCHEMA app;
+      CREATE TABLE app.orders (id int PRIMARY KEY, status text, updated_at timestamptz NOT NULL);
+      INSERT INTO app.orders SELECT i, 'new', '2020-01-01'::timestamptz + i * interval '1 hour' FROM generate_series(1, 500) i;
+      CREATE VIEW app.orders_v AS SELECT id, status, updated_at FROM app.orders;`);
+  });
+  after(async () => {
+    await Promise.all([source?.stop(), target?.stop()]);
+  });
+
+  const run = async (s: TableSpec = spec) => {
+    const [r] = await sync({ source: source.url(), target: target.url(), tables: [s] });
+    assert.equal(r!.status, "ok", r!.error);
+    return r!;
+  };
+  const assertEqual = async () => {
+    const cols = await columnList(source, "postgres", "app.orders_v");
+    assert.deepEqual(
+      await tableText(target, "postgres", "raw.orders", cols, ["id"]),
+      await tableText(source, "postgres", "app.orders_v", cols, ["id"]),
+    );
+  };
+
+  test("first run copies all, later runs only rows at or after the high mark minus the lookback", async () => {
+    const first = await run();
+    assert.equal(first.mode, "full");
+    assert.equal(first.rowsCopied, 500);
+    assert.match(first.watermark!, /^2020-01-21 20:00:00\+00$/, "the cursor's high mark");
+    await assertEqual();
+
+    await source.sql(`
+      UPDATE app.orders SET status = 'paid', updated_at = now() WHERE id <= 10;
+      INSERT INTO app.orders SELECT i, 'new', now() FROM generate_series(501, 505) i;`);
+    const second = await run();
+    assert.equal(second.mode, "timestamp");
+    // 15 changed rows plus the last high mark's row, inside the 5-minute lookback.
+    assert.equal(second.rowsCopied, 16);
+    assert.equal(second.updated, 10);
+    assert.equal(second.inserted, 5);
+    await assertEqual();
+
+    // A row that commits late, with a cursor just before the new high mark.
+    await source.sql(
+      "INSERT INTO app.orders SELECT 600, 'late', max(updated_at) - interval '1 minute' FROM app.orders",
+    );
+    const third = await run();
+    assert.equal(third.mode, "timestamp");
+    assert.equal(third.inserted, 1);
+    await assertEqual();
+  });
+
+  test("without a cursor, a view is copied whole, and says why", async () => {
+    const r = await runCli([
+      "sync",
+      "--source",
+      source.url(),
+      "--target",
+      target.url(),
+      "--table",
+      "app.orders_v:raw.orders_all",
+      "--key",
+      "id",
+      "--json",
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.json[0]!.mode, "full");
+    assert.match(r.json[0]!.reason as string, /no xmin.*no cursor/);
+    const again = await runCli([
+      "sync",
+      "--source",
+      source.url(),
+      "--target",
+      target.url(),
+      "--table",
+      "app.orders_v:raw.orders_all",
+      "--key",
+      "id",
+      "--mode",
+      "xmin",
+    ]);
+    assert.equal(again.code, 1);
+    assert.match(again.stderr, /view or foreign table: its rows have no xmin/);
+  });
+});
