@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import type pg from "pg";
 import { runCli, spawnCli } from "./helpers/cli.js";
 import { startCluster, type Cluster } from "./helpers/cluster.js";
-import { columnList, tableText } from "./helpers/compare.js";
+import { assertSameRows } from "./helpers/compare.js";
 
 /**
  * DESIGN §2, "concurrency": two runs never sync the same target table at
@@ -64,12 +64,9 @@ describe("two runs on one table", () => {
     "--json",
   ];
   const assertEqual = async (table: string) => {
-    const cols = await columnList(source, "postgres", table);
-    assert.deepEqual(
-      await tableText(target, "postgres", table, cols, ["id"]),
-      await tableText(source, "postgres", table, cols, ["id"]),
-      `${table}: target equals source`,
-    );
+    await assertSameRows(source, table, target, table, ["id"], {
+      message: `${table}: target equals source`,
+    });
   };
   /** Holds a lock on a target table that lets a run stage but stops its MERGE. */
   const block = async (table: string) => {

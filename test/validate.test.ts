@@ -2,7 +2,7 @@ import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { sync, validate } from "../src/index.js";
 import { startCluster, type Cluster } from "./helpers/cluster.js";
-import { columnList, tableText } from "./helpers/compare.js";
+import { assertSameRows } from "./helpers/compare.js";
 import { runCli } from "./helpers/cli.js";
 
 /**
@@ -101,11 +101,7 @@ describe("validate --deep and --repair, composite text key", () => {
     });
     assert.equal(again!.isSynchronized, true);
     assert.deepEqual([again!.deep!.missing, again!.deep!.extra, again!.deep!.different], [0, 0, 0]);
-    const cols = await columnList(source, "postgres", "app.positions");
-    assert.deepEqual(
-      await tableText(target, "postgres", "raw.positions", cols, ["account", "symbol"]),
-      await tableText(source, "postgres", "app.positions", cols, ["account", "symbol"]),
-    );
+    await assertSameRows(source, "app.positions", target, "raw.positions", ["account", "symbol"]);
   });
 });
 

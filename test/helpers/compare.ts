@@ -1,3 +1,4 @@
+import assert from "node:assert/strict";
 import type { Cluster } from "./cluster.js";
 
 /**
@@ -32,4 +33,24 @@ export async function columnList(
     database,
   );
   return rows.map((r) => r.c);
+}
+
+/**
+ * The copy's rows equal the source's: every row's text (the source's
+ * columns, in key order) is the same on both sides.
+ */
+export async function assertSameRows(
+  source: Cluster,
+  sourceTable: string,
+  target: Cluster,
+  targetTable: string,
+  key: string[],
+  opts: { sourceDb?: string; targetDb?: string; message?: string } = {},
+): Promise<void> {
+  const cols = await columnList(source, opts.sourceDb ?? "postgres", sourceTable);
+  assert.deepEqual(
+    await tableText(target, opts.targetDb ?? "postgres", targetTable, cols, key),
+    await tableText(source, opts.sourceDb ?? "postgres", sourceTable, cols, key),
+    opts.message,
+  );
 }
