@@ -37,23 +37,3 @@ export function isRetryable(err: unknown): boolean {
   const msg = err instanceof Error ? err.message : "";
   return /Connection terminated|ECONNRESET|EPIPE|not queryable/.test(msg);
 }
-
-export async function withRetry<T>(
-  fn: (attempt: number) => Promise<T>,
-  opts: {
-    attempts: number;
-    baseDelayMs: number;
-    onRetry?: (err: unknown, attempt: number) => void;
-  },
-): Promise<T> {
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await fn(attempt);
-    } catch (err) {
-      if (attempt >= opts.attempts || !isRetryable(err)) throw err;
-      opts.onRetry?.(err, attempt);
-      const delay = opts.baseDelayMs * 2 ** (attempt - 1) * (0.5 + Math.random());
-      await new Promise((r) => setTimeout(r, delay));
-    }
-  }
-}

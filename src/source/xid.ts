@@ -12,8 +12,6 @@
 
 export const XID_MASK = 4294967295n; // 2^32 - 1
 export const XID_SPACE = 4294967296n; // 2^32
-/** What age() returns for a non-normal xid (0, 1 bootstrap, 2 frozen before 9.4). */
-export const AGE_NOT_NORMAL = 2147483647;
 
 /**
  * A watermark further behind than this gets a full rescan. The design allows
@@ -22,21 +20,6 @@ export const AGE_NOT_NORMAL = 2147483647;
  * billion transactions is cheaper to rescan anyway.)
  */
 export const MAX_INCREMENTAL_WINDOW = 1n << 30n;
-
-/**
- * Bound values the row predicate and source_xmin expression use; set per
- * read transaction with set_config (COPY takes no bind parameters).
- */
-export interface XidWindow {
-  /** Snapshot xmax, full 64-bit id. */
-  reference: bigint;
-  /** reference - watermark: rows at most this far behind `reference` are new. */
-  window: bigint;
-}
-
-export function xidWindow(reference: bigint, watermark: bigint): XidWindow {
-  return { reference, window: reference - watermark };
-}
 
 export function needsFullRescan(reference: bigint, watermark: bigint): boolean {
   return reference - watermark >= MAX_INCREMENTAL_WINDOW;

@@ -38,10 +38,3 @@ export async function lockTargetTable(
       `; try again when it finishes`,
   );
 }
-
-export async function unlockTargetTable(client: pg.Client, target: QualifiedName): Promise<void> {
-  await client.query("SELECT pg_advisory_unlock($1::int, hashtext($2) & 2147483647)", [
-    LOCK_CLASS,
-    quoteQualified(target),
-  ]);
-}
