@@ -1,6 +1,7 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import type pg from "pg";
+import { workTable } from "../src/target/work.js";
 import { runCli, spawnCli } from "./helpers/cli.js";
 import { startCluster, type Cluster, type Version } from "./helpers/cluster.js";
 import { assertSameRows } from "./helpers/compare.js";
@@ -8,7 +9,7 @@ import { assertSameRows } from "./helpers/compare.js";
 /**
  * DESIGN §2, "exactly-once state": the process killed between staging and
  * commit, then rerun. The kill lands while the run has staged its rows (the
- * COPY into xmin_sync.stage_<oid> is complete) and waits for the lock its
+ * COPY into the staging table is complete) and waits for the lock its
  * MERGE (or INSERT … ON CONFLICT on 14) needs. After the kill the stored
  * watermark is still the old one and no staged row reached the target; the
  * rerun drops the left-over staging table, copies the rows again and ends
@@ -97,9 +98,7 @@ for (const targetVersion of ["17", "14"] as Version[]) {
       blocker = await target.client();
       await blocker.query("BEGIN");
       await blocker.query("LOCK TABLE raw_data.ticker IN SHARE MODE");
-      const oid = (
-        await blocker.query<{ oid: string }>("SELECT 'raw_data.ticker'::regclass::oid::text AS oid")
-      ).rows[0]!.oid;
+      const stage = `xmin_sync.${workTable("stage", { schema: "raw_data", name: "ticker" }).name}`;
 
       const victim = spawnCli(args());
       children.push(victim);
@@ -116,16 +115,14 @@ for (const targetVersion of ["17", "14"] as Version[]) {
       }).then((row) => {
         assert.match(
           row.query,
-          /^(MERGE|INSERT) INTO "raw_data"\."ticker"/,
-          "blocked in the merge",
+          /^(WITH m AS \()?(MERGE|INSERT) INTO "raw_data"\."ticker"/,
+          `blocked in the merge: ${row.query}`,
         );
         return row.pid;
       });
 
       // Staging is complete: every changed row is in the staging table.
-      const staged = await target.sql<{ n: string }>(
-        `SELECT count(*)::text AS n FROM xmin_sync.stage_${oid}`,
-      );
+      const staged = await target.sql<{ n: string }>(`SELECT count(*)::text AS n FROM ${stage}`);
       assert.equal(staged[0]!.n, "150", "the staging COPY finished before the MERGE blocked");
       assert.equal(await watermark(), oldWatermark, "watermark unchanged while the run is blocked");
 
@@ -147,7 +144,7 @@ for (const targetVersion of ["17", "14"] as Version[]) {
         "SELECT count(*)::text AS n FROM raw_data.ticker WHERE fsym_id LIKE 'N%' OR price < 0",
       );
       assert.equal(arrived[0]!.n, "0", "none of the killed run's rows reached the target");
-      const leftover = await target.sql("SELECT to_regclass($1) AS r", [`xmin_sync.stage_${oid}`]);
+      const leftover = await target.sql("SELECT to_regclass($1) AS r", [stage]);
       assert.ok(leftover[0]!.r, "the crash left its staging table behind");
 
       const rerun = await runCli(args());
@@ -160,10 +157,10 @@ for (const targetVersion of ["17", "14"] as Version[]) {
       assert.equal(r.updated, 50);
       assert.equal(await watermark(), r.watermark);
       await assertEqual();
-      const stage = await target.sql<{ n: string }>(
+      const stages = await target.sql<{ n: string }>(
         "SELECT count(*)::text AS n FROM pg_tables WHERE schemaname = 'xmin_sync' AND tablename LIKE 'stage%'",
       );
-      assert.equal(stage[0]!.n, "0", "no staging table left");
+      assert.equal(stages[0]!.n, "0", "no staging table left");
     });
   });
 }

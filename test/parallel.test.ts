@@ -1,7 +1,7 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { sync, type TableSpec } from "../src/index.js";
-import { planChunks } from "../src/source/chunks.js";
+import { planParts } from "../src/source/chunks.js";
 import { readSourceTable } from "../src/source/catalog.js";
 import { bindRead, copyOutSql } from "../src/source/read.js";
 import { parseSnapshot } from "../src/source/snapshot.js";
@@ -178,24 +178,25 @@ describe("parallel reads, first loads and sliced merges", () => {
       hasTidRangeScan: false,
       inRecovery: false,
     };
-    const ranges = await planChunks(c, noTidRanges, table, {
+    const parts = await planParts(c, noTidRanges, table, {
       workers: 3,
       minRows: 4000,
       key: ["id"],
+      newLeaves: new Set(),
     });
-    assert.equal(ranges.length, 6);
-    assert.ok(ranges.every((r) => r?.kind === "key"));
+    assert.equal(parts.length, 6);
+    assert.ok(parts.every((p) => p.range?.kind === "key"));
     let total = 0;
-    for (const range of ranges) {
+    for (const part of parts) {
       await c.query("SAVEPOINT r");
-      await bindRead(c, snapshot, null, range);
-      const sql = copyOutSql({
-        table: table.name,
+      const spec = {
+        part,
+        filter: { kind: "all" } as const,
         columns: ["id"],
-        hasXmin: true,
-        onlyNew: false,
-        range: range!,
-      });
+        xmin: "full" as const,
+      };
+      await bindRead(c, snapshot, spec);
+      const sql = copyOutSql(spec);
       const stream = c.query(copyTo(sql));
       for await (const chunk of stream)
         total += (chunk as Buffer).toString().split("\n").length - 1;

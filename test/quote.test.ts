@@ -178,7 +178,7 @@ describe("merge SQL builders", () => {
 
   test("mergeSql skips rows whose source_xmin did not change", () => {
     assert.equal(
-      mergeSql(spec),
+      mergeSql(spec).text,
       `MERGE INTO ${T} AS t USING ${S} AS s ON t."id" = s."id"` +
         ` WHEN MATCHED AND t."source_xmin" IS DISTINCT FROM s."source_xmin"` +
         ` THEN UPDATE SET "Name" = s."Name", "v" = s."v", "source_xmin" = s."source_xmin"` +
@@ -189,7 +189,7 @@ describe("merge SQL builders", () => {
 
   test("mergeSql with a composite key and content comparison (full resync)", () => {
     assert.equal(
-      mergeSql({ ...spec, key: ["id", "Name"], compareContent: true }),
+      mergeSql({ ...spec, key: ["id", "Name"], compareContent: true }).text,
       `MERGE INTO ${T} AS t USING ${S} AS s ON t."id" = s."id" AND t."Name" = s."Name"` +
         ` WHEN MATCHED AND (t."source_xmin" IS DISTINCT FROM s."source_xmin"` +
         ` OR ROW(t."id", t."Name", t."v")::text IS DISTINCT FROM ROW(s."id", s."Name", s."v")::text)` +
@@ -199,42 +199,64 @@ describe("merge SQL builders", () => {
     );
   });
 
+  test("mergeSql on 17 counts inserts and updates in the same statement", () => {
+    const { text, values } = mergeSql({ ...spec, slice: ["(0,0)", "(10,0)"] }, { counted: true });
+    assert.equal(
+      text,
+      `WITH m AS (MERGE INTO ${T} AS t USING (SELECT * FROM ${S} WHERE ctid >= $1::tid AND ctid < $2::tid) AS s` +
+        ` ON t."id" = s."id"` +
+        ` WHEN MATCHED AND t."source_xmin" IS DISTINCT FROM s."source_xmin"` +
+        ` THEN UPDATE SET "Name" = s."Name", "v" = s."v", "source_xmin" = s."source_xmin"` +
+        ` WHEN NOT MATCHED THEN INSERT ("id", "Name", "v", "source_xmin")` +
+        ` VALUES (s."id", s."Name", s."v", s."source_xmin") RETURNING merge_action() AS a)` +
+        ` SELECT count(*) FILTER (WHERE a = 'INSERT')::bigint AS inserted,` +
+        ` count(*) FILTER (WHERE a = 'UPDATE')::bigint AS updated FROM m`,
+    );
+    assert.deepEqual(values, ["(0,0)", "(10,0)"]);
+  });
+
   test("upsertSql (PostgreSQL 13/14)", () => {
     assert.equal(
-      upsertSql(spec),
-      `INSERT INTO ${T} AS t ("id", "Name", "v", "source_xmin")` +
+      upsertSql(spec).text,
+      `WITH m AS (INSERT INTO ${T} AS t ("id", "Name", "v", "source_xmin")` +
         ` SELECT s."id", s."Name", s."v", s."source_xmin" FROM ${S} AS s` +
         ` ON CONFLICT ("id") DO UPDATE SET "Name" = EXCLUDED."Name", "v" = EXCLUDED."v",` +
         ` "source_xmin" = EXCLUDED."source_xmin"` +
-        ` WHERE t."source_xmin" IS DISTINCT FROM EXCLUDED."source_xmin"`,
+        ` WHERE t."source_xmin" IS DISTINCT FROM EXCLUDED."source_xmin"` +
+        ` RETURNING (t.xmax = 0) AS inserted)` +
+        ` SELECT count(*) FILTER (WHERE inserted)::bigint AS inserted,` +
+        ` count(*) FILTER (WHERE NOT inserted)::bigint AS updated FROM m`,
     );
   });
 
   test("upsertSql with content comparison", () => {
     assert.equal(
-      upsertSql({ ...spec, compareContent: true }),
-      `INSERT INTO ${T} AS t ("id", "Name", "v", "source_xmin")` +
+      upsertSql({ ...spec, compareContent: true }).text,
+      `WITH m AS (INSERT INTO ${T} AS t ("id", "Name", "v", "source_xmin")` +
         ` SELECT s."id", s."Name", s."v", s."source_xmin" FROM ${S} AS s` +
         ` ON CONFLICT ("id") DO UPDATE SET "Name" = EXCLUDED."Name", "v" = EXCLUDED."v",` +
         ` "source_xmin" = EXCLUDED."source_xmin"` +
         ` WHERE (t."source_xmin" IS DISTINCT FROM EXCLUDED."source_xmin"` +
         ` OR ROW(t."id", t."Name", t."v")::text IS DISTINCT FROM` +
-        ` ROW(EXCLUDED."id", EXCLUDED."Name", EXCLUDED."v")::text)`,
+        ` ROW(EXCLUDED."id", EXCLUDED."Name", EXCLUDED."v")::text)` +
+        ` RETURNING (t.xmax = 0) AS inserted)` +
+        ` SELECT count(*) FILTER (WHERE inserted)::bigint AS inserted,` +
+        ` count(*) FILTER (WHERE NOT inserted)::bigint AS updated FROM m`,
     );
   });
 
   test("a table of key columns only updates just source_xmin", () => {
     const keyOnly = { ...spec, columns: ["id"] };
-    assert.match(mergeSql(keyOnly), / THEN UPDATE SET "source_xmin" = s."source_xmin" WHEN /);
+    assert.match(mergeSql(keyOnly).text, / THEN UPDATE SET "source_xmin" = s."source_xmin" WHEN /);
     assert.match(
-      upsertSql(keyOnly),
+      upsertSql(keyOnly).text,
       / DO UPDATE SET "source_xmin" = EXCLUDED."source_xmin" WHERE /,
     );
   });
 
   test("countNewSql", () => {
     assert.equal(
-      countNewSql({ ...spec, key: ["id", "Name"] }),
+      countNewSql({ ...spec, key: ["id", "Name"] }).text,
       `SELECT count(*)::bigint AS n FROM ${S} AS s WHERE NOT EXISTS` +
         ` (SELECT 1 FROM ${T} AS t WHERE t."id" = s."id" AND t."Name" = s."Name")`,
     );
@@ -242,7 +264,7 @@ describe("merge SQL builders", () => {
 
   test("deleteMissingSql", () => {
     assert.equal(
-      deleteMissingSql(spec),
+      deleteMissingSql(spec.target, spec.stage, spec.key).text,
       `DELETE FROM ${T} AS t WHERE NOT EXISTS (SELECT 1 FROM ${S} AS s WHERE s."id" = t."id")`,
     );
   });
@@ -250,6 +272,7 @@ describe("merge SQL builders", () => {
 
 describe("copyOutSql", () => {
   const table = { schema: "My Schema", name: 'Odd "T"' };
+  const whole = { relation: table, only: false };
   const columns = ["id", "A"];
   const raw = "t.xmin::text::bigint";
   const age = "age(t.xmin)";
@@ -258,59 +281,88 @@ describe("copyOutSql", () => {
     ` WHEN ${raw} <= 2 THEN ${raw} ELSE p.c - ((p.c - ${raw}) & 4294967295) END AS source_xmin`;
   const params =
     "(SELECT current_setting('xmin_sync.next')::bigint AS n," +
-    " current_setting('xmin_sync.window')::bigint AS w," +
+    " current_setting('xmin_sync.window')::int AS w," +
     " current_setting('xmin_sync.reference')::bigint AS c OFFSET 0) AS p";
+  const since = { kind: "xmin", since: 100n } as const;
+  const all = { kind: "all" } as const;
 
   test("incremental: only rows newer than the watermark, never raw xmin 1 or 2", () => {
     assert.equal(
-      copyOutSql({ table, columns, hasXmin: true, onlyNew: true }),
+      copyOutSql({ part: whole, columns, xmin: "full", filter: since }),
       `COPY (SELECT t."id", t."A", ${sourceXmin} FROM "My Schema"."Odd ""T""" AS t` +
         ` CROSS JOIN ${params}` +
-        ` WHERE ${age} < 2147483647 AND (${age}::bigint & 4294967295) <= p.w) TO STDOUT`,
+        ` WHERE ${age} BETWEEN 0 AND p.w) TO STDOUT`,
     );
   });
   test("full copy: every row, with its 64-bit xmin", () => {
     assert.equal(
-      copyOutSql({ table, columns, hasXmin: true, onlyNew: false }),
+      copyOutSql({ part: whole, columns, xmin: "full", filter: all }),
       `COPY (SELECT t."id", t."A", ${sourceXmin} FROM "My Schema"."Odd ""T""" AS t` +
         ` CROSS JOIN ${params}) TO STDOUT`,
     );
   });
-  test("one TID range of a parallel read, in binary", () => {
+  test("one TID range of a leaf, in binary", () => {
     assert.equal(
       copyOutSql({
-        table,
+        part: { relation: table, only: true, range: { kind: "ctid", fromPage: 10, toPage: 20 } },
         columns,
-        hasXmin: true,
-        onlyNew: true,
-        range: { kind: "ctid", fromPage: 10, toPage: 20 },
+        xmin: "full",
+        filter: since,
         format: "binary",
       }),
-      `COPY (SELECT t."id", t."A", ${sourceXmin} FROM "My Schema"."Odd ""T""" AS t` +
+      `COPY (SELECT t."id", t."A", ${sourceXmin} FROM ONLY "My Schema"."Odd ""T""" AS t` +
         ` CROSS JOIN ${params}` +
-        ` WHERE ${age} < 2147483647 AND (${age}::bigint & 4294967295) <= p.w` +
+        ` WHERE ${age} BETWEEN 0 AND p.w` +
         ` AND t.ctid >= current_setting('xmin_sync.range_from')::tid` +
         ` AND t.ctid < current_setting('xmin_sync.range_to')::tid) TO STDOUT (FORMAT binary)`,
+    );
+  });
+  test("a leaf added since the last run is read whole in an incremental run", () => {
+    assert.equal(
+      copyOutSql({
+        part: { ...whole, only: true, allRows: true },
+        columns,
+        xmin: "full",
+        filter: since,
+      }),
+      `COPY (SELECT t."id", t."A", ${sourceXmin} FROM ONLY "My Schema"."Odd ""T""" AS t` +
+        ` CROSS JOIN ${params}) TO STDOUT`,
     );
   });
   test("the last integer-key range is open-ended; key-only reads carry no xmin", () => {
     assert.equal(
       copyOutSql({
-        table,
+        part: { ...whole, range: { kind: "key", column: "id", from: "100", to: null } },
         columns: ["id"],
-        hasXmin: true,
-        onlyNew: false,
-        withoutXmin: true,
-        range: { kind: "key", column: "id", from: "100", to: null },
+        xmin: "none",
+        filter: all,
       }),
       `COPY (SELECT t."id" FROM "My Schema"."Odd ""T""" AS t` +
         ` WHERE t."id" >= current_setting('xmin_sync.range_from')::bigint) TO STDOUT`,
     );
   });
-  test("views and foreign tables: no xmin", () => {
+  test("views and foreign tables: no xmin; timestamp mode reads from the cursor's bound", () => {
     assert.equal(
-      copyOutSql({ table, columns, hasXmin: false, onlyNew: false }),
+      copyOutSql({ part: whole, columns, xmin: "null", filter: all }),
       `COPY (SELECT t."id", t."A", NULL::bigint AS source_xmin FROM "My Schema"."Odd ""T""" AS t) TO STDOUT`,
+    );
+    assert.equal(
+      copyOutSql({
+        part: whole,
+        columns,
+        xmin: "null",
+        filter: {
+          kind: "cursor",
+          column: "A",
+          type: "timestamp with time zone",
+          last: "x",
+          lookback: "5 minutes",
+        },
+      }),
+      `COPY (SELECT t."id", t."A", NULL::bigint AS source_xmin FROM "My Schema"."Odd ""T""" AS t` +
+        ` CROSS JOIN (SELECT (current_setting('xmin_sync.cursor_last')::timestamp with time zone` +
+        ` - current_setting('xmin_sync.lookback')::interval)::timestamp with time zone AS f OFFSET 0) AS q` +
+        ` WHERE t."A" >= q.f) TO STDOUT`,
     );
   });
 });

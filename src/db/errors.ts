@@ -7,6 +7,7 @@ export const SQLSTATE = {
   undefinedTable: "42P01",
   insufficientPrivilege: "42501",
   queryCanceled: "57014",
+  lockNotAvailable: "55P03",
 } as const;
 
 /**

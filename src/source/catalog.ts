@@ -3,6 +3,13 @@ import { displayName, type QualifiedName } from "../db/quote.js";
 
 export interface Column {
   name: string;
+  /** pg_attribute.attnum: stable across renames, so a renamed column is told from a new one. */
+  attnum: number;
+  /**
+   * Rows written before the column was added carry its default without
+   * being rewritten (a "fast default", atthasmissing): they keep their old xmin.
+   */
+  hasMissing: boolean;
   /** format_type() under search_path=pg_catalog: built-ins bare, everything else qualified. */
   type: string;
   notNull: boolean;
@@ -44,6 +51,27 @@ export type UserType =
     }
   | { kind: "external"; name: QualifiedName; sql: string };
 
+/**
+ * A relation that holds rows of the table: the table itself, or each leaf
+ * partition of a partitioned table, or the parent and each child of an
+ * inheritance tree. Reads, parallel splits and storage checks are per leaf.
+ */
+export interface Leaf {
+  name: QualifiedName;
+  oid: string;
+  relkind: string;
+  /** The storage our snapshot sees (pg_class.relfilenode read in it). */
+  relfilenode: string;
+  /** Heap + TOAST bytes, for planning parallel reads. */
+  bytes: number;
+  /** Heap pages, for ctid range splits. */
+  pages: number;
+  /** The planner's row estimate (0 when never analyzed). */
+  estimatedRows: number;
+  /** Our role may read the leaf by its own name (else it is read through the root). */
+  canSelect: boolean;
+}
+
 export interface SourceTable {
   name: QualifiedName;
   oid: string;
@@ -53,11 +81,11 @@ export interface SourceTable {
   primaryKey: string[] | null;
   /** Types to create on the target first, dependencies before dependants. */
   userTypes: UserType[];
-  /** Heap + TOAST bytes, for planning parallel reads. */
+  /** Relations holding the rows (for a plain table, itself). */
+  leaves: Leaf[];
+  /** Heap + TOAST bytes of every leaf, for progress. */
   bytes: number;
-  /** Heap pages, for ctid range splits. */
-  pages: number;
-  /** The planner's row estimate (-1 or 0 when never analyzed). */
+  /** The planner's row estimate over every leaf (0 when never analyzed). */
   estimatedRows: number;
 }
 
@@ -68,18 +96,8 @@ export async function readSourceTable(
   client: pg.Client,
   name: QualifiedName,
 ): Promise<SourceTable> {
-  const rel = await client.query<{
-    oid: string;
-    relkind: string;
-    can_select: boolean;
-    bytes: string;
-    pages: string;
-    rows: number;
-  }>(
-    `SELECT c.oid::text AS oid, c.relkind::text AS relkind, c.reltuples::float8 AS rows,
-            has_table_privilege(c.oid, 'SELECT') AS can_select,
-            CASE WHEN c.relkind IN ('r','m') THEN pg_table_size(c.oid) ELSE 0 END::text AS bytes,
-            CASE WHEN c.relkind IN ('r','m') THEN pg_relation_size(c.oid) / current_setting('block_size')::int ELSE 0 END::text AS pages
+  const rel = await client.query<{ oid: string; relkind: string; can_select: boolean }>(
+    `SELECT c.oid::text AS oid, c.relkind::text AS relkind, has_table_privilege(c.oid, 'SELECT') AS can_select
        FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
       WHERE n.nspname = $1 AND c.relname = $2`,
     [name.schema, name.name],
@@ -93,6 +111,8 @@ export async function readSourceTable(
 
   const cols = await client.query<{
     name: string;
+    attnum: number;
+    has_missing: boolean;
     type: string;
     typid: number;
     notnull: boolean;
@@ -102,7 +122,8 @@ export async function readSourceTable(
     binary_safe: boolean;
     integer: boolean;
   }>(
-    `SELECT a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type, a.atttypid AS typid,
+    `SELECT a.attname AS name, a.attnum::int AS attnum, a.atthasmissing AS has_missing,
+            format_type(a.atttypid, a.atttypmod) AS type, a.atttypid AS typid,
             a.attnotnull AS notnull, a.attgenerated <> '' AS generated,
             cn.nspname AS coll_schema, co.collname AS coll_name,
             t.typnamespace = 'pg_catalog'::regnamespace AND t.typsend <> 0 AND t.typtype = 'b'
@@ -130,12 +151,15 @@ export async function readSourceTable(
     [r.oid],
   );
 
+  const leaves = await readLeaves(client, r.oid, r.relkind);
   return {
     name,
     oid: r.oid,
     relkind: r.relkind,
     columns: cols.rows.map((c) => ({
       name: c.name,
+      attnum: c.attnum,
+      hasMissing: c.has_missing,
       type: c.type,
       notNull: c.notnull,
       generated: c.generated,
@@ -151,10 +175,63 @@ export async function readSourceTable(
       client,
       cols.rows.map((c) => c.typid),
     ),
-    bytes: Number(r.bytes),
-    pages: Number(r.pages),
-    estimatedRows: Math.max(0, r.rows),
+    leaves,
+    bytes: leaves.reduce((a, l) => a + l.bytes, 0),
+    estimatedRows: leaves.reduce((a, l) => a + l.estimatedRows, 0),
   };
+}
+
+/**
+ * The relations that hold the table's rows, read in the caller's snapshot:
+ * every leaf of a partition tree, or an inheritance parent and all its
+ * descendants (the parent keeps rows of its own). Views and foreign tables
+ * are their own single leaf, without storage.
+ */
+async function readLeaves(client: pg.Client, oid: string, relkind: string): Promise<Leaf[]> {
+  const { rows } = await client.query<{
+    oid: string;
+    schema: string;
+    name: string;
+    relkind: string;
+    relfilenode: string;
+    bytes: string;
+    pages: string;
+    rows: number;
+    can_select: boolean;
+  }>(
+    `WITH RECURSIVE tree AS (
+       SELECT $1::oid AS oid
+       UNION ALL
+       SELECT i.inhrelid FROM pg_inherits i JOIN tree ON i.inhparent = tree.oid WHERE $2::text IN ('r', 'p')
+     )
+     SELECT c.oid::text AS oid, n.nspname AS schema, c.relname AS name, c.relkind::text AS relkind,
+            c.relfilenode::text AS relfilenode, greatest(c.reltuples, 0)::float8 AS rows,
+            has_table_privilege(c.oid, 'SELECT') AS can_select,
+            CASE WHEN c.relkind IN ('r','m') THEN pg_table_size(c.oid) ELSE 0 END::text AS bytes,
+            CASE WHEN c.relkind IN ('r','m') THEN pg_relation_size(c.oid) / current_setting('block_size')::int ELSE 0 END::text AS pages
+       FROM (SELECT DISTINCT oid FROM tree) t JOIN pg_class c ON c.oid = t.oid
+       JOIN pg_namespace n ON n.oid = c.relnamespace
+      WHERE c.relkind <> 'p'
+      ORDER BY c.oid`,
+    [oid, relkind],
+  );
+  return rows.map((l) => {
+    if (l.relkind === "f" && (relkind === "r" || relkind === "p")) {
+      throw new Error(
+        `partition or child ${displayName({ schema: l.schema, name: l.name })} is a foreign table: its rows have no xmin; sync it on its own (mode timestamp or full)`,
+      );
+    }
+    return {
+      name: { schema: l.schema, name: l.name },
+      oid: l.oid,
+      relkind: l.relkind,
+      relfilenode: l.relfilenode,
+      bytes: Number(l.bytes),
+      pages: Number(l.pages),
+      estimatedRows: l.rows,
+      canSelect: l.can_select,
+    };
+  });
 }
 
 interface TypeRow {

@@ -1,42 +1,81 @@
 import type pg from "pg";
 import { quoteIdent, quoteQualified } from "../db/quote.js";
 import type { ServerInfo } from "../db/server.js";
-import type { SourceTable } from "./catalog.js";
-import type { ReadRange } from "./read.js";
+import type { Leaf, SourceTable } from "./catalog.js";
+import type { ReadPart, ReadRange } from "./read.js";
 
 const MIN_PART_BYTES = 64 * 1024 * 1024;
 
 /**
  * Splits a table into parts that parallel readers copy at once, all in the
- * run's snapshot. Sized by the table's row estimate and bytes (heap and
- * TOAST): no part smaller than `minRows` rows or 64 MB, at most two per worker (so
- * tables of one run can share workers evenly). TID ranges on PostgreSQL 14+
- * (each reader scans only its pages); an integer key's value range before
- * that; otherwise one stream. The last part is open-ended: rows on pages
- * added after we measured are still read.
+ * run's snapshot: one or more per leaf (a partitioned table's size is its
+ * leaves'). Sized by row estimate and bytes (heap and TOAST): no part
+ * smaller than `minRows` rows or 64 MB, at most two per worker (so tables of
+ * one run share workers evenly). TID ranges on PostgreSQL 14+ (each reader
+ * scans only its pages); an integer key's value range before that;
+ * otherwise one stream per leaf. The last part of a leaf is open-ended: rows
+ * on pages added after we measured are still read.
+ *
+ * Leaves our role may not read by name (a grant on the parent only) are
+ * read through the root in one stream.
  */
-export async function planChunks(
+export async function planParts(
   client: pg.Client,
   server: ServerInfo,
   table: SourceTable,
+  opts: { workers: number; minRows: number; key: string[]; newLeaves: Set<string> },
+): Promise<ReadPart[]> {
+  const isTree = table.leaves.length !== 1 || table.leaves[0]!.oid !== table.oid;
+  if (!isTree || !table.leaves.every((l) => l.canSelect)) {
+    const only = table.leaves[0] ?? null;
+    const newOids = table.leaves.filter((l) => opts.newLeaves.has(l.oid)).map((l) => l.oid);
+    const whole: ReadPart = {
+      relation: table.name,
+      only: false,
+      ...(newOids.length > 0 ? { allRowsOf: newOids } : {}),
+    };
+    if (isTree || !only) return [whole];
+    const ranges = await splitLeaf(client, server, table, only, opts.workers * 2, opts);
+    return ranges.map((range) => ({ ...whole, ...(range ? { range } : {}) }));
+  }
+  // Parts in proportion to each leaf's share of the table, at least one each.
+  const budget = opts.workers * 2;
+  const parts: ReadPart[] = [];
+  for (const leaf of table.leaves) {
+    const share = table.bytes > 0 ? Math.ceil((budget * leaf.bytes) / table.bytes) : 1;
+    const ranges = await splitLeaf(client, server, table, leaf, share, opts);
+    for (const range of ranges) {
+      parts.push({
+        relation: leaf.name,
+        only: true,
+        ...(range ? { range } : {}),
+        ...(opts.newLeaves.has(leaf.oid) ? { allRows: true } : {}),
+      });
+    }
+  }
+  return parts;
+}
+
+async function splitLeaf(
+  client: pg.Client,
+  server: ServerInfo,
+  table: SourceTable,
+  leaf: Leaf,
+  maxParts: number,
   opts: { workers: number; minRows: number; key: string[] },
 ): Promise<(ReadRange | undefined)[]> {
-  // By rows, and by bytes (heap and TOAST): a table of few, wide rows is
-  // worth splitting too. A part holds at least minRows rows or 64 MB.
-  const byRows = Math.floor(table.estimatedRows / Math.max(1, opts.minRows));
-  const byBytes = Math.floor(table.bytes / MIN_PART_BYTES);
-  const wanted = Math.min(opts.workers * 2, Math.max(byRows, byBytes));
-  if (opts.workers < 2 || wanted < 2) return [undefined];
-
-  if (
-    server.hasTidRangeScan &&
-    (table.relkind === "r" || table.relkind === "m") &&
-    table.pages >= wanted
-  ) {
-    const per = Math.ceil(table.pages / wanted);
+  const byRows = Math.floor(leaf.estimatedRows / Math.max(1, opts.minRows));
+  const byBytes = Math.floor(leaf.bytes / MIN_PART_BYTES);
+  const wanted = Math.min(maxParts, Math.max(byRows, byBytes));
+  // Views and foreign tables are read in one stream: a split would run their query once per part.
+  if (opts.workers < 2 || wanted < 2 || (leaf.relkind !== "r" && leaf.relkind !== "m")) {
+    return [undefined];
+  }
+  if (server.hasTidRangeScan && leaf.pages >= wanted) {
+    const per = Math.ceil(leaf.pages / wanted);
     const parts: ReadRange[] = [];
-    for (let from = 0; from < table.pages; from += per) {
-      const to = from + per >= table.pages ? null : from + per;
+    for (let from = 0; from < leaf.pages; from += per) {
+      const to = from + per >= leaf.pages ? null : from + per;
       parts.push({ kind: "ctid", fromPage: from === 0 ? null : from, toPage: to });
     }
     return parts;
@@ -47,8 +86,9 @@ export async function planChunks(
   // Only a NOT NULL key: a range condition never matches NULL, so rows with
   // a NULL key (possible with a user-given key) would be skipped.
   if (keyColumn?.integer && keyColumn.notNull) {
+    const col = quoteIdent(keyColumn.name);
     const { rows: mm } = await client.query<{ lo: string | null; hi: string | null }>(
-      `SELECT min(${quoteIdent(keyColumn.name)})::text AS lo, max(${quoteIdent(keyColumn.name)})::text AS hi FROM ${quoteQualified(table.name)}`,
+      `SELECT min(${col})::text AS lo, max(${col})::text AS hi FROM ONLY ${quoteQualified(leaf.name)}`,
     );
     if (mm[0]?.lo == null || mm[0]?.hi == null) return [undefined];
     const lo = BigInt(mm[0].lo);

@@ -3,7 +3,7 @@ import { quoteIdent, quoteQualified, type QualifiedName } from "../db/quote.js";
 import type { Snapshot } from "./snapshot.js";
 import { nextFromAge } from "./xid.js";
 
-/** Part of a table for one parallel reader. Bounds are bound with set_config, like the xids. */
+/** A range of one relation for one parallel reader. */
 export type ReadRange =
   /** Heap pages [fromPage, toPage): a TID range scan on PostgreSQL 14+. */
   | { kind: "ctid"; fromPage: number | null; toPage: number | null }
@@ -11,24 +11,44 @@ export type ReadRange =
   | { kind: "key"; column: string; from: string | null; to: string | null };
 
 /**
- * What one reader copies out of the source: the table's columns (or some of
- * them) plus the row's reconstructed 64-bit xmin, optionally only rows newer
- * than the watermark, optionally one range of the table. Values come from
+ * What one reader copies: one relation (a leaf read with ONLY, or the table
+ * as a whole), optionally one range of it.
+ */
+export interface ReadPart {
+  relation: QualifiedName;
+  /** Read this relation's own rows only (a leaf of a partition or inheritance tree). */
+  only: boolean;
+  range?: ReadRange;
+  /**
+   * Read every row of this part, even in an incremental run: a leaf that
+   * was attached or replaced since the last run holds rows older than the
+   * watermark that the copy has never seen.
+   */
+  allRows?: boolean;
+  /** The same, for leaves read through their root: rows whose tableoid is one of these. */
+  allRowsOf?: string[];
+}
+
+/** Which rows a read selects. */
+export type RowFilter =
+  | { kind: "all" }
+  /** Rows whose full xmin is newer than the watermark. */
+  | { kind: "xmin"; since: bigint }
+  /** Rows whose cursor column is at or after the last high mark minus the lookback. */
+  | { kind: "cursor"; column: string; type: string; last: string; lookback: string };
+
+/**
+ * What one reader copies out of the source: the table's columns (or the
+ * key only) plus the row's reconstructed 64-bit xmin. Values come from
  * set_config (COPY takes no bind parameters) and are read once per statement
- * through an OFFSET 0 fence (p.n, p.w, p.c) or as TID/key scan bounds.
+ * through an OFFSET 0 fence (p.*) or as TID/key scan bounds.
  */
 export interface ReadSpec {
-  table: QualifiedName;
+  part: ReadPart;
   columns: string[];
-  /** Whether rows carry a usable xmin (false for views and foreign tables). */
-  hasXmin: boolean;
-  /** Only rows newer than the watermark. */
-  onlyNew: boolean;
-  /** Omit source_xmin (key-only reads for delete detection). */
-  withoutXmin?: boolean;
-  range?: ReadRange;
-  /** Timestamp mode: only rows whose cursor column is at or after xmin_sync.cursor_from. */
-  cursor?: { column: string; type: string };
+  /** full: the 64-bit xmin as source_xmin; null: a NULL source_xmin (no xmin: views); none: no column (key sets). */
+  xmin: "full" | "null" | "none";
+  filter: RowFilter;
   format?: "text" | "binary";
 }
 
@@ -59,18 +79,31 @@ export function sourceXminSql(r: XidRefs = P_REFS): string {
   );
 }
 
-/** Newer than the watermark: at most w behind N. Non-normal xids never are. */
+/**
+ * Newer than the watermark: at most w behind N. age() is the signed 32-bit
+ * distance N - xmin, INT_MAX for non-normal xids (never new), negative for a
+ * frozen row over 2^31 old; w is under 2^30 (a larger gap is a full
+ * rescan), so one range test on age() says it, with one call per row.
+ */
 export function isNewSql(r: XidRefs = P_REFS): string {
-  return `${AGE} < 2147483647 AND (${AGE}::bigint & 4294967295) <= ${r.w}`;
+  return `${AGE} BETWEEN 0 AND ${r.w}`;
 }
 
 export const SOURCE_XMIN_SQL = sourceXminSql();
-export const IS_NEW_SQL = isNewSql();
 
+/** The fence reading the xid bindings once per statement. */
 export const XID_PARAMS_SQL =
   "(SELECT current_setting('xmin_sync.next')::bigint AS n," +
-  " current_setting('xmin_sync.window')::bigint AS w," +
+  " current_setting('xmin_sync.window')::int AS w," +
   " current_setting('xmin_sync.reference')::bigint AS c OFFSET 0) AS p";
+
+/** The cursor's lower bound, computed once on the source in the column's own type. */
+function cursorFenceSql(type: string): string {
+  const step = /^(timestamp|date)/.test(type)
+    ? "current_setting('xmin_sync.lookback')::interval"
+    : "current_setting('xmin_sync.lookback')::numeric";
+  return `(SELECT (current_setting('xmin_sync.cursor_last')::${type} - ${step})::${type} AS f OFFSET 0) AS q`;
+}
 
 function rangeSql(range: ReadRange): string[] {
   const conds: string[] = [];
@@ -84,62 +117,66 @@ function rangeSql(range: ReadRange): string[] {
 }
 
 export function copyOutSql(spec: ReadSpec): string {
-  const cols = spec.columns.map((c) => `t.${quoteIdent(c)}`);
-  const from = `${quoteQualified(spec.table)} AS t`;
-  const where = spec.range ? rangeSql(spec.range) : [];
+  const { part, filter } = spec;
+  const select = spec.columns.map((c) => `t.${quoteIdent(c)}`);
+  const from = [`${part.only ? "ONLY " : ""}${quoteQualified(part.relation)} AS t`];
+  const where = part.range ? rangeSql(part.range) : [];
+  const usesXids = spec.xmin === "full" || (filter.kind === "xmin" && !part.allRows);
+  if (usesXids) from.push(XID_PARAMS_SQL);
+  if (spec.xmin === "full") select.push(`${SOURCE_XMIN_SQL} AS source_xmin`);
+  if (spec.xmin === "null") select.push("NULL::bigint AS source_xmin");
+  if (!part.allRows) {
+    let cond: string | undefined;
+    if (filter.kind === "xmin") cond = isNewSql();
+    if (filter.kind === "cursor") {
+      from.push(cursorFenceSql(filter.type));
+      cond = `t.${quoteIdent(filter.column)} >= q.f`;
+    }
+    if (cond && part.allRowsOf?.length) {
+      cond = `(${cond} OR t.tableoid = ANY(current_setting('xmin_sync.all_rows_of')::oid[]))`;
+    }
+    if (cond) where.unshift(cond);
+  }
+  const filterSql = where.length > 0 ? ` WHERE ${where.join(" AND ")}` : "";
   const binary = spec.format === "binary" ? " (FORMAT binary)" : "";
-  let select: string;
-  if (spec.withoutXmin) {
-    select = `SELECT ${cols.join(", ")} FROM ${from}`;
-  } else if (!spec.hasXmin) {
-    select = `SELECT ${cols.join(", ")}, NULL::bigint AS source_xmin FROM ${from}`;
-  } else {
-    select = `SELECT ${[...cols, `${SOURCE_XMIN_SQL} AS source_xmin`].join(", ")} FROM ${from} CROSS JOIN ${XID_PARAMS_SQL}`;
-    if (spec.onlyNew) where.unshift(IS_NEW_SQL);
-  }
-  if (spec.cursor) {
-    where.unshift(
-      `t.${quoteIdent(spec.cursor.column)} >= current_setting('xmin_sync.cursor_from')::${spec.cursor.type}`,
-    );
-  }
-  const filter = where.length > 0 ? ` WHERE ${where.join(" AND ")}` : "";
-  return `COPY (${select}${filter}) TO STDOUT${binary}`;
+  return `COPY (SELECT ${select.join(", ")} FROM ${from.join(" CROSS JOIN ")}${filterSql}) TO STDOUT${binary}`;
 }
 
 /**
  * Binds what copyOutSql reads, in the reader's (read-only, repeatable read)
  * transaction: N from age() (fixing it for the transaction), the window
- * back to the watermark, and the range bounds. Without a watermark the
- * window covers everything age() can tell apart.
+ * back to the watermark, the cursor bound and the range bounds. Without a
+ * watermark the window covers everything age() can tell apart.
  */
 export async function bindRead(
   client: pg.Client,
   snapshot: Snapshot,
-  watermark: bigint | null,
-  range?: ReadRange,
-  cursorFrom?: string,
+  spec: Pick<ReadSpec, "part" | "filter">,
 ): Promise<void> {
+  const names: string[] = [];
+  const values: string[] = [];
+  const bind = (name: string, value: string) => {
+    names.push(`xmin_sync.${name}`);
+    values.push(value);
+  };
   const { rows } = await client.query<{ a: number }>("SELECT age('3'::xid) AS a");
   const next = nextFromAge(rows[0]!.a, snapshot.xmax);
-  const window = watermark === null ? 2147483646n : next - watermark;
-  const names = ["xmin_sync.next", "xmin_sync.window", "xmin_sync.reference"];
-  const values = [next.toString(), window.toString(), snapshot.xmax.toString()];
-  if (cursorFrom !== undefined) {
-    names.push("xmin_sync.cursor_from");
-    values.push(cursorFrom);
+  const { filter, part } = spec;
+  bind("next", next.toString());
+  bind("window", (filter.kind === "xmin" ? next - filter.since : 2147483646n).toString());
+  bind("reference", snapshot.xmax.toString());
+  if (filter.kind === "cursor") {
+    bind("cursor_last", filter.last);
+    bind("lookback", filter.lookback);
   }
+  if (part.allRowsOf?.length) bind("all_rows_of", `{${part.allRowsOf.join(",")}}`);
+  const range = part.range;
   if (range) {
     const from = range.kind === "ctid" ? range.fromPage : range.from;
     const to = range.kind === "ctid" ? range.toPage : range.to;
     const bound = (v: number | string) => (range.kind === "ctid" ? `(${v},0)` : String(v));
-    if (from !== null) {
-      names.push("xmin_sync.range_from");
-      values.push(bound(from));
-    }
-    if (to !== null) {
-      names.push("xmin_sync.range_to");
-      values.push(bound(to));
-    }
+    if (from !== null) bind("range_from", bound(from));
+    if (to !== null) bind("range_to", bound(to));
   }
   await client.query(
     "SELECT set_config(name, value, true) FROM unnest($1::text[], $2::text[]) AS s(name, value)",

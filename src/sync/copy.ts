@@ -1,7 +1,13 @@
 import { Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import type pg from "pg";
+import type { LimitFunction } from "p-limit";
 import { from as copyFrom, to as copyTo } from "pg-copy-streams";
+import { connect } from "../db/connect.js";
+import type { QualifiedName } from "../db/quote.js";
+import { bindRead, copyOutSql, type ReadPart, type RowFilter } from "../source/read.js";
+import type { SourceRun } from "../source/run.js";
+import { copyInSql } from "../target/merge.js";
 
 /**
  * Streams one COPY out of the source into one COPY into the target. The
@@ -27,4 +33,73 @@ export async function streamCopy(
   });
   await pipeline(out, counter, into, ...(signal ? [{ signal }] : []));
   return Number(into.rowCount ?? 0);
+}
+
+/** What copyParts needs from the table's run. */
+export interface CopyContext {
+  source: SourceRun;
+  targetUrl: string;
+  /** Worker slots shared by every table of the run. */
+  pool: LimitFunction;
+  parts: ReadPart[];
+  format: "text" | "binary";
+  signal?: AbortSignal | undefined;
+}
+
+/**
+ * Copies every part of a read into `into`, in parallel on the worker pool,
+ * each part by its own reader (in the run's snapshot) and its own target
+ * connection, committed as it ends.
+ */
+export async function copyParts(
+  ctx: CopyContext,
+  into: QualifiedName,
+  read: { columns: string[]; xmin: "full" | "null" | "none"; filter: RowFilter },
+  onBytes: (bytes: number) => void,
+): Promise<number> {
+  // One failed part stops the others: queued parts do not start, running
+  // ones are cancelled, and we return only once all have ended, so none
+  // writes into the work tables after the caller dropped them (or into the
+  // next attempt's, which have the same names).
+  const stop = new AbortController();
+  const signal = ctx.signal ? AbortSignal.any([ctx.signal, stop.signal]) : stop.signal;
+  const writeSql = copyInSql(into, read.columns, {
+    format: ctx.format,
+    withXmin: read.xmin !== "none",
+  });
+  const settled = await Promise.allSettled(
+    ctx.parts.map((part) =>
+      ctx.pool(async () => {
+        signal.throwIfAborted();
+        const reader = await ctx.source.openReader();
+        let writer: pg.Client | undefined;
+        let failed = false;
+        try {
+          writer = await connect(ctx.targetUrl, "target");
+          const spec = { part, filter: read.filter, columns: read.columns, xmin: read.xmin };
+          await bindRead(reader, ctx.source.snapshot, spec);
+          const readSql = copyOutSql({ ...spec, format: ctx.format });
+          return await streamCopy(reader, readSql, writer, writeSql, onBytes, signal);
+        } catch (err) {
+          failed = true;
+          if (!stop.signal.aborted) stop.abort(err);
+          throw err;
+        } finally {
+          // A COPY cut off midway leaves its connection waiting for the rest
+          // of the protocol exchange: end those sockets rather than wait.
+          if (failed) {
+            reader.connection.stream.destroy();
+            writer?.connection.stream.destroy();
+          }
+          await ctx.source.closeReader(reader);
+          await writer?.end().catch(() => undefined);
+        }
+      }),
+    ),
+  );
+  // The first failure is the cause; the others were cancelled because of it.
+  if (stop.signal.aborted) throw stop.signal.reason;
+  const failure = settled.find((r): r is PromiseRejectedResult => r.status === "rejected");
+  if (failure) throw failure.reason;
+  return settled.reduce((a, r) => a + (r as PromiseFulfilledResult<number>).value, 0);
 }

@@ -1,33 +1,76 @@
-import { displayName, quoteIdent, type QualifiedName } from "../db/quote.js";
-import type { SourceTable } from "../source/catalog.js";
-import { parseSnapshot, type Snapshot } from "../source/snapshot.js";
+import { displayName, quoteIdent } from "../db/quote.js";
+import { InputError } from "../input-error.js";
+import { XMIN_RELKINDS, type Column, type SourceTable } from "../source/catalog.js";
+import type { RowFilter } from "../source/read.js";
+import type { SourceIdentity, Snapshot } from "../source/snapshot.js";
 import { needsFullRescan } from "../source/xid.js";
-import { RESERVED_COLUMNS, type TargetTable } from "../target/ddl.js";
-import type { TableState } from "../target/state.js";
-import type { SourceRun } from "./source-run.js";
+import { RESERVED_COLUMNS } from "../target/ddl.js";
+import type { StoredLeaf, TableState } from "../target/state.js";
 import type { TableSpec } from "./types.js";
 
-/** What a run of one table will do, and why when it copies everything. */
+/**
+ * What one run of one table does, decided once from what is known before a
+ * row moves: a plain value the later steps read, never a callback.
+ */
 export interface Plan {
   mode: "full" | "xmin" | "timestamp";
+  /** Why the run copies everything, or why it does more than usual. */
   reason?: string;
+  /**
+   * Where rows go: a new table (loaded privately, indexed, then moved into
+   * place), an empty table nobody has synced yet (straight in), or staging
+   * (then merged by key).
+   */
+  into: "new-table" | "empty-table" | "staging";
+  /** Which source rows are read. */
+  filter: RowFilter;
+  /** Leaves (partitions, inheritance children) new since the last run: read whole. */
+  newLeaves: Set<string>;
+  /** Rewrite matched rows whose content differs even when source_xmin is equal. */
+  compareContent: boolean;
+  /** How rows gone from the source are found: not at all, against the staged full set, or against the source's key set. */
+  deletes: "none" | "against-staged" | "against-keys";
+  /** Mark rows gone from the source (source_deleted_at) instead of deleting them. */
+  softDeletes: boolean;
+  /** The cursor column whose high mark the run stores (timestamp mode, or a full run of a table that has one). */
+  cursor: { column: string; type: string } | null;
+  /** The watermark the run commits: the snapshot's xmin (null without xmin). */
+  watermark: bigint | null;
+  /** Things the user should know that do not stop the run (a TRUNCATE not propagated, a detached partition). */
+  notes: string[];
+}
+
+/** Everything the plan is computed from. */
+export interface PlanInput {
+  spec: TableSpec;
+  forceFull: boolean;
+  source: SourceTable;
+  identity: SourceIdentity;
+  snapshot: Snapshot;
+  state: TableState | null;
+  target: { exists: boolean; empty: boolean; softDeleteColumn: boolean };
+  /** The source has rows (asked only when the target is empty but has a watermark). */
+  sourceHasRows: boolean;
+  now: Date;
 }
 
 export function resolveKey(table: SourceTable, spec: TableSpec): string[] {
   const key = spec.key ?? table.primaryKey;
   if (!key || key.length === 0) {
-    throw new Error(
+    throw new InputError(
       `source table ${displayName(table.name)} has no primary key; give its key columns (--key or key: [...] in the config)`,
     );
   }
   const names = new Set(table.columns.map((c) => c.name));
   for (const k of key) {
     if (!names.has(k))
-      throw new Error(`key column ${quoteIdent(k)} is not a column of ${displayName(table.name)}`);
+      throw new InputError(
+        `key column ${quoteIdent(k)} is not a column of ${displayName(table.name)}`,
+      );
   }
   for (const r of RESERVED_COLUMNS) {
     if (names.has(r)) {
-      throw new Error(
+      throw new InputError(
         `source table ${displayName(table.name)} has a column named ${r}, which xmin-sync reserves`,
       );
     }
@@ -35,130 +78,192 @@ export function resolveKey(table: SourceTable, spec: TableSpec): string[] {
   return key;
 }
 
-/**
- * Thrown when another run committed this table from a newer snapshot than
- * this run's; `sync` retries the table on a fresh snapshot.
- */
-export class StaleSnapshotError extends Error {
-  override name = "StaleSnapshotError";
+const TIME_TYPES = /^(timestamp|date)/;
+const NUMBER_TYPES = /^(smallint|integer|bigint|numeric)/;
+
+/** The cursor column and its type, which must order rows in time. */
+export function cursorColumn(columns: Column[], name: string): { column: string; type: string } {
+  const c = columns.find((x) => x.name === name);
+  if (!c) throw new InputError(`cursor column ${quoteIdent(name)} does not exist`);
+  if (!TIME_TYPES.test(c.type) && !NUMBER_TYPES.test(c.type)) {
+    throw new InputError(
+      `cursor column ${quoteIdent(name)} is ${c.type}: it must be a timestamp, a date or a number`,
+    );
+  }
+  return { column: c.name, type: c.type };
+}
+
+/** The lookback as the source will subtract it: an interval for times, a number otherwise. */
+function lookbackValue(type: string, lookback: string | number | undefined): string {
+  if (!TIME_TYPES.test(type)) return String(lookback ?? 0);
+  const d = lookback ?? "5m";
+  if (typeof d === "number") return `${d} seconds`;
+  const m = /^(\d+)([smhd])$/.exec(d);
+  if (!m)
+    throw new InputError(
+      `lookback: expected a duration like 30s, 5m, 1h; got ${JSON.stringify(d)}`,
+    );
+  return `${m[1]} ${UNIT_NAMES[m[2]!]}`;
+}
+
+const UNIT_NAMES: Record<string, string> = { s: "seconds", m: "minutes", h: "hours", d: "days" };
+const UNIT_MS: Record<string, number> = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+
+/** Whether this run looks for deletes: every run, every N runs, or once per duration. */
+export function deleteCheckDue(
+  state: TableState | null,
+  every: number | string | undefined,
+  now = new Date(),
+): boolean {
+  if (every === undefined || state === null) return true;
+  if (typeof every === "number") return state.runsSinceDeleteCheck + 1 >= every;
+  const m = /^(\d+)([smhd])$/.exec(every);
+  if (!m)
+    throw new InputError(
+      `deleteCheckEvery: expected a number of runs or a duration like 15m, 6h, 1d; got ${JSON.stringify(every)}`,
+    );
+  if (!state.lastDeleteCheckAt) return true;
+  return now.getTime() - state.lastDeleteCheckAt.getTime() >= Number(m[1]) * UNIT_MS[m[2]!]!;
+}
+
+/** Why the stored state cannot be continued from, or null when it can. */
+function fullResyncReason(p: PlanInput, byCursor: boolean): string | null {
+  const { state, identity: id, source } = p;
+  const incremental = byCursor ? "timestamp" : "xmin";
+  const stored = byCursor ? state?.cursorValue : state?.watermark;
+  if (!state || stored == null || (state.mode !== incremental && state.mode !== "full"))
+    return "first run";
+  if (!p.target.exists) return "target table missing";
+  if (state.sourceSystemId !== id.systemIdentifier && state.sourceSystemId && id.systemIdentifier)
+    return "source cluster changed (system identifier)";
+  if (state.sourceTimeline !== id.timeline && state.sourceTimeline !== null && id.timeline !== null)
+    return "source timeline changed (failover or restore)";
+  if (state.sourceDatabaseOid !== id.databaseOid) return "source database changed";
+  if (state.sourceTableOid !== source.oid) return "source table was recreated";
+  // Someone emptied the copy (TRUNCATE): an incremental run would not bring the old rows back.
+  if (p.target.empty && p.sourceHasRows) return "target table is empty";
+  if (byCursor) return null;
+  if (state.watermark === null) return "first run";
+  if (p.snapshot.xmax < state.watermark)
+    return "source transaction ids went backwards (restore or failover)";
+  if (needsFullRescan(p.snapshot.xmax, state.watermark))
+    return "watermark is over a billion transactions old";
+  return null;
 }
 
 /**
- * A run whose snapshot predates the one another run already committed for
- * this table (it waited for the table's lock, or reached the table late in a
- * long multi-table run) would MERGE older row versions over newer ones and
- * move the watermark back; planRun would even take the newer watermark for a
- * restore and resync the whole table from the old snapshot, deleting rows
- * inserted since. Found by test/lock.test.ts. A source whose ids really went
- * backwards (its current xmax is behind the stored one) is left to planRun.
+ * Leaves attached, detached or given new storage since the last run. A new
+ * leaf is read whole (its rows may be older than the watermark). New storage
+ * (TRUNCATE, VACUUM FULL, CLUSTER, a rewriting ALTER) keeps or renews xmins,
+ * so the xmin read stays right, but rows may be gone (TRUNCATE) or every row
+ * may come back unchanged (a rewrite): deletes are reconciled and content
+ * compared.
  */
-export async function checkSnapshotNotStale(
-  run: SourceRun,
-  state: TableState | null,
-  name: QualifiedName,
-): Promise<void> {
-  if (!state || state.watermark === null) return;
-  const id = run.identity;
-  if (
-    state.sourceSystemId !== id.systemIdentifier ||
-    state.sourceTimeline !== id.timeline ||
-    state.sourceDatabaseOid !== id.databaseOid
-  ) {
-    return;
+function leafChanges(source: SourceTable, stored: StoredLeaf[] | null) {
+  const before = new Map((stored ?? []).map((l) => [l.oid, l.relfilenode]));
+  const added = new Set<string>();
+  const replaced: string[] = [];
+  for (const leaf of source.leaves) {
+    const old = before.get(leaf.oid);
+    if (old === undefined) added.add(leaf.oid);
+    else if (old !== leaf.relfilenode) replaced.push(displayName(leaf.name));
+    before.delete(leaf.oid);
   }
-  let stored: Snapshot;
-  try {
-    stored = parseSnapshot(state.snapshot);
-  } catch {
-    return;
-  }
-  const ours = run.snapshot;
-  // Ours is at least as new if it sees as completed every transaction the
-  // stored one did: its xmax is not behind, and nothing it sees running had
-  // completed for the stored one (same xmax, fewer running, is newer too).
-  const storedRunning = new Set(stored.xip);
-  const oursSeesLess = ours.xip.some((x) => x < stored.xmax && !storedRunning.has(x));
-  if (stored.xmax <= ours.xmax && state.watermark <= ours.xmin && !oursSeesLess) return;
-  const now = await run.currentSnapshot();
-  if (now.xmax < stored.xmax) return;
-  throw new StaleSnapshotError(
-    `${displayName(name)} was synced by another run from a newer snapshot (${stored.text}) than this run's (${ours.text})`,
-  );
+  // Without a stored leaf set (a state from an older version), nothing is known to have changed.
+  if (stored === null) added.clear();
+  return { added, removed: before.size, replaced };
 }
 
-export function planRun(
-  run: SourceRun,
-  table: SourceTable,
-  state: TableState | null,
-  existing: (TargetTable & { empty: boolean }) | null,
-  spec: TableSpec,
-  hasXmin: boolean,
-  forceFull: boolean,
-  sourceHasRows: boolean,
-): Plan {
+export function planTable(p: PlanInput): Plan {
+  const { spec, source, state } = p;
+  const hasXmin = XMIN_RELKINDS.has(source.relkind);
   const mode = spec.mode ?? "auto";
   if (mode === "xmin" && !hasXmin) {
-    throw new Error(
-      `${displayName(table.name)} is a view or foreign table: its rows have no xmin; use mode timestamp (with a cursor) or full`,
+    throw new InputError(
+      `${displayName(source.name)} is a view or foreign table: its rows have no xmin; use mode timestamp (with a cursor) or full`,
     );
   }
   // Timestamp mode: asked for, or auto on a source without xmin that names
   // a cursor column. Without either, a source without xmin is copied whole.
   const byCursor =
     mode === "timestamp" || (mode === "auto" && !hasXmin && spec.cursor !== undefined);
-  if (byCursor) {
-    if (!spec.cursor)
-      throw new Error(`mode timestamp needs a cursor column (cursor: in the config)`);
-    if (!table.columns.some((c) => c.name === spec.cursor)) {
-      throw new Error(
-        `cursor column ${quoteIdent(spec.cursor)} is not a column of ${displayName(table.name)}`,
-      );
-    }
-  }
-  if (mode === "full" || forceFull) return { mode: "full", reason: "requested" };
-  if (!hasXmin && !byCursor) {
+  if (byCursor && !spec.cursor)
+    throw new InputError(
+      "mode timestamp needs a cursor column (--cursor, or cursor: in the config)",
+    );
+  const cursor = spec.cursor ? cursorColumn(source.columns, spec.cursor) : null;
+  const softDeletes = spec.deletes === "soft" || p.target.softDeleteColumn;
+  const tracksDeletes = spec.deletes === "hard" || spec.deletes === "soft";
+  const base = {
+    newLeaves: new Set<string>(),
+    softDeletes,
+    cursor,
+    watermark: hasXmin ? p.snapshot.xmin : null,
+    notes: [] as string[],
+  };
+
+  let reason: string | null;
+  if (mode === "full" || p.forceFull) reason = "requested";
+  else if (!hasXmin && !byCursor)
+    reason = "source has no xmin (view or foreign table) and no cursor column";
+  else reason = fullResyncReason(p, byCursor);
+
+  if (reason !== null) {
+    const into = !p.target.exists
+      ? "new-table"
+      : // Straight into an empty table only when nothing is stored for it: with a
+        // stored watermark, a reload cut off midway would leave a half-filled
+        // table next to a watermark that says its rows were copied.
+        p.target.empty && state === null
+        ? "empty-table"
+        : "staging";
     return {
+      ...base,
       mode: "full",
-      reason: "source has no xmin (view or foreign table) and no cursor column",
+      reason,
+      into,
+      filter: { kind: "all" },
+      // Equal xmins prove nothing across a new identity, a restore or a view.
+      compareContent: true,
+      deletes: into === "staging" ? "against-staged" : "none",
     };
   }
-  const incremental = byCursor ? "timestamp" : "xmin";
-  const stored = byCursor ? state?.cursorValue : state?.watermark;
-  if (
-    !state ||
-    stored === null ||
-    stored === undefined ||
-    (state.mode !== incremental && state.mode !== "full")
-  ) {
-    return { mode: "full", reason: "first run" };
+
+  const leaves = leafChanges(source, state!.leaves);
+  const reasons: string[] = [];
+  if (leaves.added.size > 0)
+    reasons.push(`${leaves.added.size} partition(s) or child table(s) added`);
+  if (leaves.removed > 0) reasons.push(`${leaves.removed} partition(s) or child table(s) removed`);
+  if (leaves.replaced.length > 0)
+    reasons.push(
+      `storage of ${leaves.replaced.join(", ")} replaced (TRUNCATE, VACUUM FULL, CLUSTER or a rewriting ALTER)`,
+    );
+  const structural = leaves.removed > 0 || leaves.replaced.length > 0;
+  const checkDeletes =
+    tracksDeletes && (structural || deleteCheckDue(state, spec.deleteCheckEvery, p.now));
+  if (structural && !tracksDeletes) {
+    base.notes.push(
+      `${reasons.join("; ")}: rows may be gone from the source, and deletes are not tracked (deletes: ignore); the copy keeps them until a run with --deletes hard|soft or --full`,
+    );
   }
-  if (!existing) return { mode: "full", reason: "target table missing" };
-  const id = run.identity;
-  if (state.sourceSystemId !== id.systemIdentifier && state.sourceSystemId && id.systemIdentifier) {
-    return { mode: "full", reason: "source cluster changed (system identifier)" };
-  }
-  if (
-    state.sourceTimeline !== id.timeline &&
-    state.sourceTimeline !== null &&
-    id.timeline !== null
-  ) {
-    return { mode: "full", reason: "source timeline changed (failover or restore)" };
-  }
-  if (state.sourceDatabaseOid !== id.databaseOid)
-    return { mode: "full", reason: "source database changed" };
-  if (state.sourceTableOid !== table.oid)
-    return { mode: "full", reason: "source table was recreated" };
-  if (existing.empty && sourceHasRows) {
-    // Someone emptied the copy (TRUNCATE): an incremental run would not bring the old rows back.
-    return { mode: "full", reason: "target table is empty" };
-  }
-  if (byCursor) return { mode: "timestamp" };
-  if (state.watermark === null) return { mode: "full", reason: "first run" };
-  if (run.snapshot.xmax < state.watermark) {
-    return { mode: "full", reason: "source transaction ids went backwards (restore or failover)" };
-  }
-  if (needsFullRescan(run.snapshot.xmax, state.watermark)) {
-    return { mode: "full", reason: "watermark is over a billion transactions old" };
-  }
-  return { mode: "xmin" };
+  const filter: RowFilter = byCursor
+    ? {
+        kind: "cursor",
+        column: cursor!.column,
+        type: cursor!.type,
+        last: state!.cursorValue!,
+        lookback: lookbackValue(cursor!.type, spec.lookback),
+      }
+    : { kind: "xmin", since: state!.watermark! };
+  return {
+    ...base,
+    mode: byCursor ? "timestamp" : "xmin",
+    ...(reasons.length > 0 ? { reason: reasons.join("; ") } : {}),
+    into: "staging",
+    filter,
+    newLeaves: leaves.added,
+    // Without xmin (timestamp mode), or after a rewrite, content decides.
+    compareContent: byCursor || leaves.replaced.length > 0,
+    deletes: checkDeletes ? "against-keys" : "none",
+  };
 }

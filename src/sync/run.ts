@@ -3,10 +3,10 @@ import { displayName } from "../db/quote.js";
 import { isRetryable } from "../db/errors.js";
 import { InputError } from "../input-error.js";
 import { silentLogger } from "../log.js";
-import { SourceRun } from "./source-run.js";
+import { SourceRun, StorageChangedError } from "../source/run.js";
 import pLimit, { type LimitFunction } from "p-limit";
 import type pg from "pg";
-import { StaleSnapshotError } from "./plan.js";
+import { StaleSnapshotError } from "./stale.js";
 import { syncTable } from "./table.js";
 import { capWorkers, resolveTuning, type Tuning } from "./tuning.js";
 import type { SyncOptions, TableResult, TableSpec } from "./types.js";
@@ -89,6 +89,9 @@ async function syncOne(
         const r = await syncTable(retryRun ?? shared, opts.target, spec, {
           full: opts.full ?? false,
           waitForLock: opts.waitForLock ?? false,
+          sourceLockTimeoutMs: opts.sourceLockTimeoutMs ?? 60_000,
+          allowMassDelete: opts.allowMassDelete ?? false,
+          massDeleteShare: opts.massDeleteShare ?? 0.5,
           logger,
           pool,
           tuning,
@@ -98,8 +101,9 @@ async function syncOne(
         return { ...r, durationMs: Date.now() - started, status: "ok" };
       } catch (err) {
         // A stale snapshot (another run committed this table from a newer
-        // one) is not transient: retry at once on a fresh snapshot.
-        const stale = err instanceof StaleSnapshotError;
+        // one, or its storage was replaced after ours) is not transient:
+        // retry at once on a fresh snapshot.
+        const stale = err instanceof StaleSnapshotError || err instanceof StorageChangedError;
         if (attempt < RETRY_ATTEMPTS && (stale || isRetryable(err))) {
           logger.warn(
             { table: base.table, attempt, err: describeError(err) },
@@ -124,7 +128,8 @@ async function syncOne(
           previousWatermark: null,
           durationMs: Date.now() - started,
           status: "error",
-          error: `${base.table}: ${describeError(err)}`,
+          error: describeError(err),
+          ...(err instanceof InputError ? { badInput: true } : {}),
         };
       }
     }

@@ -25,13 +25,24 @@ export interface TableSpec {
   deleteCheckEvery?: number | string;
 }
 
-/** Bytes streamed so far for a table, for progress bars and progress logs. */
+/**
+ * The long phases of a table's run: copying rows (bytes), copying the
+ * source's key set for delete detection (bytes), building a first load's
+ * indexes (steps), merging staged rows (slices), reconciling deletes.
+ */
+export type ProgressPhase = "copy" | "keys" | "index" | "merge" | "deletes";
+
+/** How far a table's run is, for progress bars and progress logs. */
 export interface ProgressEvent {
   table: string;
-  bytes: number;
-  /** The source table's size on disk (heap and TOAST), a rough total. */
-  estimatedBytes: number;
   mode: "full" | "xmin" | "timestamp";
+  phase: ProgressPhase;
+  /** Bytes streamed so far in a copying phase (0 in the others). */
+  bytes: number;
+  /** The source table's size on disk (heap and TOAST), a rough total for copies. */
+  estimatedBytes: number;
+  /** Steps of a phase that has them (index builds, merge slices): done of total. */
+  step?: { done: number; total: number };
 }
 
 export interface SyncOptions {
@@ -47,6 +58,16 @@ export interface SyncOptions {
   onProgress?: (e: ProgressEvent) => void;
   logger?: Logger;
   signal?: AbortSignal;
+  /**
+   * Commit a run that deletes (or marks) more than massDeleteShare of a
+   * target table's rows even when a fresh look at the source does not
+   * confirm they are gone.
+   */
+  allowMassDelete?: boolean;
+  /** Share of a target's rows above which deletes need confirming (default 0.5). */
+  massDeleteShare?: number;
+  /** How long to wait for a lock on a source table before giving up (default 60 s). */
+  sourceLockTimeoutMs?: number;
 }
 
 /** What one table's run did; the CLI prints it as one JSON line. */
@@ -55,8 +76,10 @@ export interface TableResult {
   target: string;
   /** What the run did; on error, what was asked for. */
   mode: Mode;
-  /** Why a full copy was made, when it was. */
+  /** Why a full copy was made, when it was, or why the run did more than usual. */
   reason?: string;
+  /** What the user should know that did not stop the run (a TRUNCATE whose deletes are not tracked). */
+  notes?: string[];
   rowsCopied: number;
   inserted: number;
   updated: number;
@@ -74,4 +97,6 @@ export interface TableResult {
   durationMs: number;
   status: "ok" | "error";
   error?: string;
+  /** The error was in what was asked (a missing table, a key that is not a column): found before anything was copied. */
+  badInput?: boolean;
 }

@@ -1,10 +1,10 @@
 import { quoteIdent, quoteQualified, type QualifiedName } from "../db/quote.js";
+import { statement, type Statement } from "../db/statement.js";
 import { SOURCE_DELETED_AT, SOURCE_XMIN } from "./ddl.js";
 
 /**
  * SQL that moves staged rows into the target table. Pure builders, tested by
- * exact string; the caller runs them in the transaction that also writes
- * the run's state.
+ * exact string; each returns its text with its bound values.
  */
 export interface MergeSpec {
   target: QualifiedName;
@@ -23,21 +23,18 @@ export interface MergeSpec {
    * one (clears the mark), even when its source_xmin is unchanged.
    */
   softDeletes?: boolean;
-  /**
-   * Merge one slice of the staging table: staged rows whose ctid is in
-   * [$1, $2) (tid parameters), so a large batch commits in parts.
-   */
-  slice?: boolean;
+  /** Merge one slice of the staging table: staged rows whose ctid is in [from, to). */
+  slice?: [string, string];
 }
-
-const SLICE_FILTER = "ctid >= $1::tid AND ctid < $2::tid";
 
 /** The staged rows as `s`: the staging table, or one slice of it. */
 function stagedRows(spec: MergeSpec): string {
   return spec.slice
-    ? `(SELECT * FROM ${quoteQualified(spec.stage)} WHERE ${SLICE_FILTER}) AS s`
+    ? `(SELECT * FROM ${quoteQualified(spec.stage)} WHERE ctid >= $1::tid AND ctid < $2::tid) AS s`
     : `${quoteQualified(spec.stage)} AS s`;
 }
+
+const sliceValues = (spec: MergeSpec): unknown[] => (spec.slice ? [...spec.slice] : []);
 
 const keyJoin = (spec: MergeSpec, a: string, b: string) =>
   spec.key.map((k) => `${a}.${quoteIdent(k)} = ${b}.${quoteIdent(k)}`).join(" AND ");
@@ -67,64 +64,92 @@ function setList(spec: MergeSpec, from: string): string {
   return set.join(", ");
 }
 
-/** PostgreSQL 15+. Rows whose source_xmin did not change are left alone: no write, no bloat. */
-export function mergeSql(spec: MergeSpec): string {
+/**
+ * PostgreSQL 15+. Rows whose source_xmin did not change are left alone: no
+ * write, no bloat. With `counted` (17+), one statement also returns how many
+ * rows it inserted and updated.
+ */
+export function mergeSql(spec: MergeSpec, opts: { counted?: boolean } = {}): Statement {
   const all = [...spec.columns, SOURCE_XMIN].map(quoteIdent);
-  const set = setList(spec, "s");
-  return (
+  const merge =
     `MERGE INTO ${quoteQualified(spec.target)} AS t USING ${stagedRows(spec)} ON ${keyJoin(spec, "t", "s")}` +
-    ` WHEN MATCHED AND ${changedCondition(spec, "s")} THEN UPDATE SET ${set}` +
-    ` WHEN NOT MATCHED THEN INSERT (${all.join(", ")}) VALUES (${all.map((c) => `s.${c}`).join(", ")})`
+    ` WHEN MATCHED AND ${changedCondition(spec, "s")} THEN UPDATE SET ${setList(spec, "s")}` +
+    ` WHEN NOT MATCHED THEN INSERT (${all.join(", ")}) VALUES (${all.map((c) => `s.${c}`).join(", ")})`;
+  if (!opts.counted) return statement(merge, sliceValues(spec));
+  return statement(
+    `WITH m AS (${merge} RETURNING merge_action() AS a)` +
+      ` SELECT count(*) FILTER (WHERE a = 'INSERT')::bigint AS inserted,` +
+      ` count(*) FILTER (WHERE a = 'UPDATE')::bigint AS updated FROM m`,
+    sliceValues(spec),
   );
 }
 
-/** PostgreSQL 13 and 14: the same effect with INSERT … ON CONFLICT on the key. */
-export function upsertSql(spec: MergeSpec): string {
+/**
+ * PostgreSQL 13 and 14: the same effect with INSERT … ON CONFLICT on the
+ * key, counting as it goes: a row version made by the insert branch has no
+ * xmax, one made by the update branch carries the conflict's row lock.
+ */
+export function upsertSql(spec: MergeSpec): Statement {
   const all = [...spec.columns, SOURCE_XMIN].map(quoteIdent);
-  const set = setList(spec, "EXCLUDED");
-  return (
+  const upsert =
     `INSERT INTO ${quoteQualified(spec.target)} AS t (${all.join(", ")})` +
     ` SELECT ${all.map((c) => `s.${c}`).join(", ")} FROM ${stagedRows(spec)}` +
-    ` ON CONFLICT (${spec.key.map(quoteIdent).join(", ")}) DO UPDATE SET ${set}` +
-    ` WHERE ${changedCondition(spec, "EXCLUDED")}`
+    ` ON CONFLICT (${spec.key.map(quoteIdent).join(", ")}) DO UPDATE SET ${setList(spec, "EXCLUDED")}` +
+    ` WHERE ${changedCondition(spec, "EXCLUDED")}`;
+  return statement(
+    `WITH m AS (${upsert} RETURNING (t.xmax = 0) AS inserted)` +
+      ` SELECT count(*) FILTER (WHERE inserted)::bigint AS inserted,` +
+      ` count(*) FILTER (WHERE NOT inserted)::bigint AS updated FROM m`,
+    sliceValues(spec),
   );
 }
 
-/** Staged rows with no target row yet: the run's inserts (MERGE reports only a total). */
-export function countNewSql(spec: MergeSpec): string {
-  return (
+/** Staged rows with no target row yet: the inserts of a MERGE that cannot count them (15, 16). */
+export function countNewSql(spec: MergeSpec): Statement {
+  return statement(
     `SELECT count(*)::bigint AS n FROM ${stagedRows(spec)}` +
-    ` WHERE NOT EXISTS (SELECT 1 FROM ${quoteQualified(spec.target)} AS t WHERE ${keyJoin(spec, "t", "s")})`
+      ` WHERE NOT EXISTS (SELECT 1 FROM ${quoteQualified(spec.target)} AS t WHERE ${keyJoin(spec, "t", "s")})`,
+    sliceValues(spec),
   );
 }
 
-/** After a full resync is staged: target rows the source no longer has. */
-export function deleteMissingSql(spec: MergeSpec): string {
-  return (
-    `DELETE FROM ${quoteQualified(spec.target)} AS t` +
-    ` WHERE NOT EXISTS (SELECT 1 FROM ${quoteQualified(spec.stage)} AS s WHERE ${keyJoin(spec, "s", "t")})`
-  );
+/** Target row `t` has no key in `keys` (the full staged set, or the source's key set). */
+function missingFrom(keys: QualifiedName, key: string[]): string {
+  const join = key.map((k) => `s.${quoteIdent(k)} = t.${quoteIdent(k)}`).join(" AND ");
+  return `NOT EXISTS (SELECT 1 FROM ${quoteQualified(keys)} AS s WHERE ${join})`;
+}
+
+/** Target rows the source no longer has. */
+export function deleteMissingSql(
+  target: QualifiedName,
+  keys: QualifiedName,
+  key: string[],
+): Statement {
+  return statement(`DELETE FROM ${quoteQualified(target)} AS t WHERE ${missingFrom(keys, key)}`);
 }
 
 /** deleteMissingSql for soft deletes: mark, once, the target rows the source no longer has. */
-export function markMissingSql(spec: MergeSpec): string {
-  return (
-    `UPDATE ${quoteQualified(spec.target)} AS t SET ${quoteIdent(SOURCE_DELETED_AT)} = now()` +
-    ` WHERE t.${quoteIdent(SOURCE_DELETED_AT)} IS NULL` +
-    ` AND NOT EXISTS (SELECT 1 FROM ${quoteQualified(spec.stage)} AS s WHERE ${keyJoin(spec, "s", "t")})`
+export function markMissingSql(
+  target: QualifiedName,
+  keys: QualifiedName,
+  key: string[],
+): Statement {
+  return statement(
+    `UPDATE ${quoteQualified(target)} AS t SET ${quoteIdent(SOURCE_DELETED_AT)} = now()` +
+      ` WHERE t.${quoteIdent(SOURCE_DELETED_AT)} IS NULL AND ${missingFrom(keys, key)}`,
   );
 }
 
 /** An unlogged table shaped like the target's synced columns, for one run. */
-export function createStageSql(spec: MergeSpec): string {
+export function createStageSql(spec: Pick<MergeSpec, "target" | "stage" | "columns">): string {
   const all = [...spec.columns, SOURCE_XMIN].map(quoteIdent).join(", ");
   return `CREATE UNLOGGED TABLE ${quoteQualified(spec.stage)} AS SELECT ${all} FROM ${quoteQualified(spec.target)} WITH NO DATA`;
 }
 
 /** An unlogged table of the key columns, for the source's key set (delete detection). */
-export function createKeysSql(spec: MergeSpec, keys: QualifiedName): string {
-  const cols = spec.key.map(quoteIdent).join(", ");
-  return `CREATE UNLOGGED TABLE ${quoteQualified(keys)} AS SELECT ${cols} FROM ${quoteQualified(spec.target)} WITH NO DATA`;
+export function createKeysSql(target: QualifiedName, keys: QualifiedName, key: string[]): string {
+  const cols = key.map(quoteIdent).join(", ");
+  return `CREATE UNLOGGED TABLE ${quoteQualified(keys)} AS SELECT ${cols} FROM ${quoteQualified(target)} WITH NO DATA`;
 }
 
 export function copyInSql(

@@ -50,6 +50,11 @@ const MIGRATIONS: string[] = [
   `ALTER TABLE xmin_sync.state
      ADD COLUMN last_delete_check_at timestamptz,
      ADD COLUMN runs_since_delete_check int NOT NULL DEFAULT 0`,
+  // The source's leaves (partitions, inheritance children) with their
+  // storage, and its columns by attribute number: what changed since.
+  `ALTER TABLE xmin_sync.state
+     ADD COLUMN source_leaves jsonb,
+     ADD COLUMN source_columns jsonb`,
 ];
 
 /** Creates or upgrades the project schema; safe when several runs start at once. */

@@ -1,6 +1,19 @@
 import type pg from "pg";
 import type { QualifiedName } from "../db/quote.js";
 
+/** A leaf of the source table as the last run saw it: its storage tells a TRUNCATE or rewrite since. */
+export interface StoredLeaf {
+  oid: string;
+  relfilenode: string;
+}
+
+/** A source column as the last run saw it, by attribute number (a rename keeps it). */
+export interface StoredColumn {
+  attnum: number;
+  name: string;
+  type: string;
+}
+
 /** What the target remembers about one table between runs. */
 export interface TableState {
   sourceSchema: string;
@@ -18,6 +31,10 @@ export interface TableState {
   lastRunAt: Date;
   lastDeleteCheckAt: Date | null;
   runsSinceDeleteCheck: number;
+  /** Null in a state written before leaves were stored. */
+  leaves: StoredLeaf[] | null;
+  /** Null in a state written before columns were stored. */
+  columns: StoredColumn[] | null;
 }
 
 export interface StateUpdate {
@@ -36,6 +53,8 @@ export interface StateUpdate {
   deleted: number;
   /** This run reconciled key sets (deletes): resets the delete-check schedule. */
   checkedDeletes: boolean;
+  leaves: StoredLeaf[];
+  columns: StoredColumn[];
 }
 
 export async function readState(
@@ -45,7 +64,7 @@ export async function readState(
   const { rows } = await client.query(
     `SELECT source_schema, source_table, source_system_id, source_timeline, source_database_oid::text,
             source_table_oid::text, mode, watermark::text, cursor_value, snapshot, runs::int, last_run_at,
-            last_delete_check_at, runs_since_delete_check
+            last_delete_check_at, runs_since_delete_check, source_leaves, source_columns
        FROM xmin_sync.state WHERE target_schema = $1 AND target_table = $2`,
     [target.schema, target.name],
   );
@@ -66,6 +85,8 @@ export async function readState(
     lastRunAt: r.last_run_at,
     lastDeleteCheckAt: r.last_delete_check_at,
     runsSinceDeleteCheck: r.runs_since_delete_check,
+    leaves: r.source_leaves,
+    columns: r.source_columns,
   };
 }
 
@@ -79,9 +100,9 @@ export async function writeState(
     `INSERT INTO xmin_sync.state AS st (target_schema, target_table, source_schema, source_table,
         source_system_id, source_timeline, source_database_oid, source_table_oid, mode, watermark,
         cursor_value, snapshot, rows_copied, inserted, updated, deleted,
-        last_delete_check_at, runs_since_delete_check)
+        last_delete_check_at, runs_since_delete_check, source_leaves, source_columns)
      VALUES ($1, $2, $3, $4, $5, $16, $6::bigint, $7::bigint, $8, $9::bigint, $10, $11, $12, $13, $14, $15,
-        CASE WHEN $17::boolean THEN now() END, 0)
+        CASE WHEN $17::boolean THEN now() END, 0, $18::jsonb, $19::jsonb)
      ON CONFLICT (target_schema, target_table) DO UPDATE SET
         source_schema = EXCLUDED.source_schema, source_table = EXCLUDED.source_table,
         source_system_id = EXCLUDED.source_system_id, source_timeline = EXCLUDED.source_timeline,
@@ -92,7 +113,8 @@ export async function writeState(
         inserted = EXCLUDED.inserted, updated = EXCLUDED.updated, deleted = EXCLUDED.deleted,
         runs = st.runs + 1, last_run_at = now(),
         last_delete_check_at = CASE WHEN $17::boolean THEN now() ELSE st.last_delete_check_at END,
-        runs_since_delete_check = CASE WHEN $17::boolean THEN 0 ELSE st.runs_since_delete_check + 1 END`,
+        runs_since_delete_check = CASE WHEN $17::boolean THEN 0 ELSE st.runs_since_delete_check + 1 END,
+        source_leaves = EXCLUDED.source_leaves, source_columns = EXCLUDED.source_columns`,
     [
       target.schema,
       target.name,
@@ -111,6 +133,8 @@ export async function writeState(
       s.deleted,
       s.sourceTimeline,
       s.checkedDeletes,
+      JSON.stringify(s.leaves),
+      JSON.stringify(s.columns),
     ],
   );
 }

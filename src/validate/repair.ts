@@ -6,8 +6,10 @@ import type { SourceTable } from "../source/catalog.js";
 import { bindRead, SOURCE_XMIN_SQL, XID_PARAMS_SQL } from "../source/read.js";
 import { beginSnapshot } from "../source/snapshot.js";
 import { SOURCE_DELETED_AT } from "../target/ddl.js";
-import { copyInSql, createStageSql, mergeSql, upsertSql, type MergeSpec } from "../target/merge.js";
-import { PROJECT_SCHEMA } from "../target/project.js";
+import { copyInSql, createStageSql, type MergeSpec } from "../target/merge.js";
+import { mergeRows } from "../target/merge-rows.js";
+import { workTable } from "../target/work.js";
+import { withTransaction } from "../db/tx.js";
 import { streamCopy } from "../sync/copy.js";
 import type { Difference } from "./deep.js";
 
@@ -42,7 +44,7 @@ export async function createRepairer(r: RepairTarget) {
   const typeOf = new Map(r.source.columns.map((c) => [c.name, c.type]));
   const keyTypes = r.key.map((k) => typeOf.get(k)!);
   const columns = r.source.columns.map((c) => c.name);
-  const stage = { schema: PROJECT_SCHEMA, name: `repair_${r.targetOid}` };
+  const stage = workTable("repair", r.targetName);
   const spec: MergeSpec = {
     target: r.targetName,
     stage,
@@ -73,12 +75,14 @@ export async function createRepairer(r: RepairTarget) {
   const apply = async (batch: Difference[]) => {
     const recopy = batch.filter((d) => d.kind !== "extra").map((d) => d.key);
     const extra = batch.filter((d) => d.kind === "extra").map((d) => d.key);
-    await r.target.query("BEGIN");
-    try {
+    await withTransaction(r.target, async () => {
       if (recopy.length > 0) {
         const { snapshot } = await beginSnapshot(source, sourceServer, { exportSnapshot: false });
         try {
-          if (r.hasXmin) await bindRead(source, snapshot, null);
+          if (r.hasXmin) {
+            const part = { relation: r.source.name, only: false };
+            await bindRead(source, snapshot, { part, filter: { kind: "all" } });
+          }
           await source.query("SELECT set_config('xmin_sync.keys', $1, true)", [
             JSON.stringify(recopy),
           ]);
@@ -87,10 +91,8 @@ export async function createRepairer(r: RepairTarget) {
         } finally {
           await source.query("COMMIT");
         }
-        const merged = await r.target.query(
-          r.targetServer.hasMerge ? mergeSql(spec) : upsertSql(spec),
-        );
-        counts.copied += merged.rowCount ?? 0;
+        const merged = await mergeRows(r.target, r.targetServer, spec);
+        counts.copied += merged.inserted + merged.updated;
       }
       if (extra.length > 0) {
         const match = keyMatchSql(r.key, keyTypes, "$1::jsonb");
@@ -100,11 +102,7 @@ export async function createRepairer(r: RepairTarget) {
         const res = await r.target.query(sql, [JSON.stringify(extra)]);
         counts.deleted += res.rowCount ?? 0;
       }
-      await r.target.query("COMMIT");
-    } catch (err) {
-      await r.target.query("ROLLBACK").catch(() => undefined);
-      throw err;
-    }
+    });
   };
 
   return {

@@ -5,7 +5,7 @@ import { readServerInfo } from "../db/server.js";
 import { silentLogger, type Logger } from "../log.js";
 import { readSourceTable, XMIN_RELKINDS } from "../source/catalog.js";
 import { parseSnapshot } from "../source/snapshot.js";
-import { SourceRun } from "../sync/source-run.js";
+import { SourceRun } from "../source/run.js";
 import { resolveKey } from "../sync/plan.js";
 import type { TableSpec } from "../sync/types.js";
 import { checkTargetTable, readTargetTable, SOURCE_DELETED_AT } from "../target/ddl.js";

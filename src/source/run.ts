@@ -1,6 +1,10 @@
 import type pg from "pg";
 import { connect, describeError } from "../db/connect.js";
+import { SQLSTATE, sqlState } from "../db/errors.js";
+import { displayName, quoteQualified } from "../db/quote.js";
 import { readServerInfo, type ServerInfo } from "../db/server.js";
+import { withSettings } from "../db/tx.js";
+import type { SourceTable } from "./catalog.js";
 import {
   beginSnapshot,
   joinSnapshot,
@@ -8,7 +12,15 @@ import {
   readSourceIdentity,
   type Snapshot,
   type SourceIdentity,
-} from "../source/snapshot.js";
+} from "./snapshot.js";
+
+/**
+ * A table's storage changed between the run's snapshot and its lock: read
+ * now, it would look empty. Retried on a fresh snapshot.
+ */
+export class StorageChangedError extends Error {
+  override name = "StorageChangedError";
+}
 
 /**
  * The source side of one run: a coordinator connection that holds the run's
@@ -115,12 +127,76 @@ export class SourceRun {
   }
 
   /**
+   * Locks the table, on a connection in the run's snapshot, until that
+   * connection ends, as pg_dump does (ACCESS SHARE:
+   * reads and writes go on; TRUNCATE, VACUUM FULL, CLUSTER and rewriting
+   * ALTERs wait for the run), then checks that the storage of each leaf is
+   * the one the run's snapshot sees. Rewrites and TRUNCATE are not MVCC-safe:
+   * one that committed after the snapshot (while we waited for its lock,
+   * say) left a new file whose rows are all invisible to the snapshot, and
+   * reading it would look like an empty table. Then the table is retried on
+   * a fresh snapshot.
+   */
+  async lockTable(c: pg.Client, table: SourceTable, timeoutMs: number): Promise<void> {
+    if (table.relkind !== "r" && table.relkind !== "p" && table.relkind !== "m") return;
+    try {
+      await withSettings(c, { lock_timeout: `${timeoutMs}ms` }, () =>
+        c.query(`LOCK TABLE ${quoteQualified(table.name)} IN ACCESS SHARE MODE`),
+      );
+    } catch (err) {
+      if (sqlState(err) !== SQLSTATE.lockNotAvailable) throw err;
+      const holder = await this.lockHolder(table.oid).catch(() => null);
+      throw new Error(
+        `source table ${displayName(table.name)} stayed locked by another session for ${Math.round(timeoutMs / 1000)}s` +
+          (holder ? ` (pid ${holder.pid}: ${holder.query})` : "") +
+          "; it is being truncated or altered: try again when that is done",
+        { cause: err },
+      );
+    }
+    // c.relfilenode is read in the run's snapshot; pg_relation_filenode()
+    // looks the relation up in the catalogs as they are now.
+    const { rows } = await c.query<{ name: string; seen: string; now: string | null }>(
+      `SELECT c.relname AS name, c.relfilenode::text AS seen, pg_relation_filenode(c.oid)::text AS now
+         FROM pg_class c WHERE c.oid = ANY($1::oid[])`,
+      [table.leaves.map((l) => l.oid)],
+    );
+    const moved = rows.filter((r) => r.seen !== r.now);
+    if (moved.length > 0) {
+      throw new StorageChangedError(
+        `the storage of ${moved.map((r) => r.name).join(", ")} changed after this run's snapshot ` +
+          "(TRUNCATE, VACUUM FULL, CLUSTER or a rewriting ALTER)",
+      );
+    }
+  }
+
+  /** Who holds a lock that conflicts with ours on a relation, for the message. */
+  private async lockHolder(oid: string): Promise<{ pid: number; query: string } | null> {
+    const client = await this.freshClient();
+    try {
+      const { rows } = await client.query<{ pid: number; query: string }>(
+        `SELECT l.pid, left(a.query, 120) AS query FROM pg_locks l
+           JOIN pg_stat_activity a ON a.pid = l.pid
+          WHERE l.relation = $1::oid AND l.granted AND l.mode = 'AccessExclusiveLock' LIMIT 1`,
+        [oid],
+      );
+      return rows[0] ?? null;
+    } finally {
+      await client.end().catch(() => undefined);
+    }
+  }
+
+  /** A new connection outside the run's snapshot: it sees the source as it is now. */
+  async freshClient(): Promise<pg.Client> {
+    return connect(this.url, "source");
+  }
+
+  /**
    * The source's snapshot now, outside the run's transaction (which keeps
    * returning the run's own). Tells a run whose snapshot is merely older than
    * another run's from a source whose transaction ids went backwards.
    */
   async currentSnapshot(): Promise<Snapshot> {
-    const client = await connect(this.url, "source");
+    const client = await this.freshClient();
     try {
       const fn = this.server.hasXid8 ? "pg_current_snapshot()" : "txid_current_snapshot()";
       const { rows } = await client.query<{ snap: string }>(`SELECT ${fn}::text AS snap`);

@@ -1,0 +1,24 @@
+import type pg from "pg";
+import type { QualifiedName } from "../db/quote.js";
+import type { ServerInfo } from "../db/server.js";
+import type { SourceTable } from "../source/catalog.js";
+import type { CopyContext } from "./copy.js";
+import type { Tuning } from "./tuning.js";
+import type { ProgressPhase } from "./types.js";
+
+/** What the steps of one table's run share, fixed once the table is resolved. */
+export interface TableContext extends CopyContext {
+  /** The target connection that holds the table's lock; the run's final transaction is on it. */
+  target: pg.Client;
+  targetServer: ServerInfo;
+  tuning: Tuning;
+  table: SourceTable;
+  targetName: QualifiedName;
+  key: string[];
+  /** Progress of a long phase: bytes streamed so far, or steps done of a total. */
+  progress: (phase: ProgressPhase, p: { bytes?: number; done?: number; total?: number }) => void;
+  /** Phase timings and sizes, for the logs. */
+  log: (fields: Record<string, unknown>, msg: string) => void;
+}
+
+export const columnsOf = (ctx: TableContext) => ctx.table.columns.map((c) => c.name);
