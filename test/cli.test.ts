@@ -8,7 +8,7 @@ import { startCluster, type Cluster } from "./helpers/cluster.js";
 import { tableText } from "./helpers/compare.js";
 
 /**
- * DESIGN §3, the CLI contract, run as a user runs it (the built CLI in a
+ * The CLI contract (README "Commands"), run as a user runs it (the built CLI in a
  * child process) against real servers: conventional flags and help, exit
  * codes, --json results, env defaults, config files, and errors that are one
  * clear line, leave the target as it was and show a stack only with --debug.
@@ -314,7 +314,7 @@ describe("CLI contract (source 17 -> target 14)", () => {
     );
   });
 
-  test("--json: one object per table with the DESIGN §3 fields; exit 1 when one failed", async () => {
+  test("--json: one object per table with the documented fields; exit 1 when one failed", async () => {
     const t = await freshTarget();
     const r = await sync([
       "--source",

@@ -7,14 +7,14 @@ import { loadConfig, parseConfig } from "../src/config/load.js";
 import { selectTables, tablesFromConfig, tablesFromFlags } from "../src/config/resolve.js";
 import { InputError } from "../src/input-error.js";
 
-/** DESIGN §3: the config file is validated with a schema; errors name the key and line. */
+/** The config file (README "Config file") is validated with a schema; errors name the key and line. */
 
 const env = {
   SOURCE_DATABASE_URL: "postgres://reader:pw@vendor-db:5432/fds",
   TARGET_DATABASE_URL: "postgres://loader@warehouse/dw",
 };
 
-// The example from DESIGN §3, verbatim.
+// The README's config example, as the design notes give it.
 const DESIGN_EXAMPLE = `source: \${SOURCE_DATABASE_URL}
 target: \${TARGET_DATABASE_URL}
 workers: 4
@@ -45,7 +45,7 @@ function rejects(text: string, expected: RegExp, e: NodeJS.ProcessEnv = env): st
 }
 
 describe("parseConfig accepts", () => {
-  test("the DESIGN §3 example, with ${VAR} interpolation", () => {
+  test("the README's example, with ${VAR} interpolation", () => {
     const config = parseConfig(DESIGN_EXAMPLE, "sync.yaml", env);
     assert.deepEqual(config, {
       source: env.SOURCE_DATABASE_URL,

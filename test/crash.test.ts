@@ -7,7 +7,7 @@ import { startCluster, type Cluster, type Version } from "./helpers/cluster.js";
 import { assertSameRows } from "./helpers/compare.js";
 
 /**
- * DESIGN §2, "exactly-once state": the process killed between staging and
+ * docs/correctness.md, "Exactly-once state": the process killed between staging and
  * commit, then rerun. The kill lands while the run has staged its rows (the
  * COPY into the staging table is complete) and waits for the lock its
  * MERGE (or INSERT … ON CONFLICT on 14) needs. After the kill the stored

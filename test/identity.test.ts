@@ -6,7 +6,7 @@ import { startCluster, type Cluster, type Version } from "./helpers/cluster.js";
 import { columnList, tableText } from "./helpers/compare.js";
 
 /**
- * DESIGN §2, "identity checks": a watermark only means something against the
+ * docs/correctness.md, "Identity": a watermark only means something against the
  * source cluster, database and table it was taken from. When the table is
  * dropped and recreated, or the source is another cluster (a restore, a new
  * server behind the same name), the next run is a full resync that removes

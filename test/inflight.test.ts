@@ -5,7 +5,7 @@ import { startCluster, type Cluster, type Version } from "./helpers/cluster.js";
 import { assertSameRows } from "./helpers/compare.js";
 
 /**
- * DESIGN §2, "watermark = the snapshot's xmin, never MAX(xmin)": a
+ * docs/correctness.md, "The watermark is the snapshot's xmin": a
  * transaction with an older xid, still open while a newer one commits and a
  * sync runs, must arrive with the next sync after it commits. Run across
  * versions so both the MERGE (target 15+) and the ON CONFLICT (target 14)

@@ -15,7 +15,7 @@ import {
 import { columnList, tableText } from "./helpers/compare.js";
 
 /**
- * DESIGN §2 as a whole, under a live write load: pgbench (the TPC-B script
+ * The correctness model (docs/correctness.md) as a whole, under a live write load: pgbench (the TPC-B script
  * plus a script that inserts accounts, tellers and branches) runs against a
  * PostgreSQL 15 source while syncs run one after another: the first a full
  * copy, the rest incremental, each from a snapshot taken mid-load with

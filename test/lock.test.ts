@@ -6,7 +6,7 @@ import { startCluster, type Cluster } from "./helpers/cluster.js";
 import { assertSameRows } from "./helpers/compare.js";
 
 /**
- * DESIGN §2, "concurrency": two runs never sync the same target table at
+ * docs/correctness.md, "Long transactions and concurrency": two runs never sync the same target table at
  * once. A second run exits at once with one clear line, or with --wait waits
  * for the first and then succeeds. A run that waited (or that reached a
  * table late in a multi-table run) reads from a snapshot older than the one

@@ -187,12 +187,11 @@ describe("merge SQL builders", () => {
     );
   });
 
-  test("mergeSql with a composite key and content comparison (full resync)", () => {
+  test("mergeSql with a composite key, deciding by content (full resync)", () => {
     assert.equal(
       mergeSql({ ...spec, key: ["id", "Name"], compareContent: true }).text,
       `MERGE INTO ${T} AS t USING ${S} AS s ON t."id" = s."id" AND t."Name" = s."Name"` +
-        ` WHEN MATCHED AND (t."source_xmin" IS DISTINCT FROM s."source_xmin"` +
-        ` OR ROW(t."id", t."Name", t."v")::text IS DISTINCT FROM ROW(s."id", s."Name", s."v")::text)` +
+        ` WHEN MATCHED AND ROW(t."id", t."Name", t."v")::text IS DISTINCT FROM ROW(s."id", s."Name", s."v")::text` +
         ` THEN UPDATE SET "v" = s."v", "source_xmin" = s."source_xmin"` +
         ` WHEN NOT MATCHED THEN INSERT ("id", "Name", "v", "source_xmin")` +
         ` VALUES (s."id", s."Name", s."v", s."source_xmin")`,
@@ -236,9 +235,8 @@ describe("merge SQL builders", () => {
         ` SELECT s."id", s."Name", s."v", s."source_xmin" FROM ${S} AS s` +
         ` ON CONFLICT ("id") DO UPDATE SET "Name" = EXCLUDED."Name", "v" = EXCLUDED."v",` +
         ` "source_xmin" = EXCLUDED."source_xmin"` +
-        ` WHERE (t."source_xmin" IS DISTINCT FROM EXCLUDED."source_xmin"` +
-        ` OR ROW(t."id", t."Name", t."v")::text IS DISTINCT FROM` +
-        ` ROW(EXCLUDED."id", EXCLUDED."Name", EXCLUDED."v")::text)` +
+        ` WHERE ROW(t."id", t."Name", t."v")::text IS DISTINCT FROM` +
+        ` ROW(EXCLUDED."id", EXCLUDED."Name", EXCLUDED."v")::text` +
         ` RETURNING (t.xmax = 0) AS inserted)` +
         ` SELECT count(*) FILTER (WHERE inserted)::bigint AS inserted,` +
         ` count(*) FILTER (WHERE NOT inserted)::bigint AS updated FROM m`,
@@ -367,7 +365,7 @@ describe("copyOutSql", () => {
   });
 });
 
-describe("xid arithmetic (DESIGN §2, 64-bit watermarks)", () => {
+describe("xid arithmetic (docs/correctness.md, 64-bit watermarks)", () => {
   const E = XID_SPACE; // one epoch
 
   test("fullXid within one epoch", () => {

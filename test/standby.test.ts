@@ -2,7 +2,9 @@ import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import pino from "pino";
 import { sync, type TableSpec } from "../src/index.js";
+import { join } from "node:path";
 import {
+  runAsPostgres,
   startCluster,
   startStandby,
   systemPostgresSkip,
@@ -12,7 +14,7 @@ import {
 import { columnList, tableText } from "./helpers/compare.js";
 
 /**
- * DESIGN §2, "standbys": a physical streaming standby has the primary's heap,
+ * docs/correctness.md, "Standbys and other sources": a physical streaming standby has the primary's heap,
  * hence its xmin values, so it can be the sync source. Its snapshots come
  * from the replayed WAL (known-assigned xids), so a transaction still open on
  * the primary holds the watermark back there too. A recovery conflict
@@ -206,5 +208,19 @@ describe("a streaming standby as the source", { skip: systemPostgresSkip() }, ()
     await waitForReplay(primary, standby);
     await assertEqual("fds.locked", "raw_data.locked", "id");
     await assertEqual("fds.churn", "raw_data.churn", "id");
+  });
+
+  test("a promoted standby is a new timeline at once, before its first checkpoint", async () => {
+    await runAsPostgres(join(standby.bin, "pg_ctl"), ["-D", standby.dataDir, "-w", "promote"]);
+    await primary.sql("UPDATE fds.ticker SET exchange = 'OLD' WHERE fsym_id = 'F5'");
+    const [r] = await run(standby);
+    assert.equal(r!.mode, "full");
+    assert.match(r!.reason ?? "", /timeline changed/);
+    const cols = await columnList(standby, "postgres", "fds.ticker");
+    assert.deepEqual(
+      await tableText(target, "postgres", "raw_data.ticker", cols, ["fsym_id"]),
+      await tableText(standby, "postgres", "fds.ticker", cols, ["fsym_id"]),
+      "the copy follows the promoted server, not the old primary",
+    );
   });
 });

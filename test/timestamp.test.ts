@@ -6,7 +6,7 @@ import { assertSameRows } from "./helpers/compare.js";
 import { runCli } from "./helpers/cli.js";
 
 /**
- * DESIGN §2: sources whose rows have no xmin (views, foreign tables) fall
+ * docs/correctness.md, "Standbys and other sources": sources whose rows have no xmin (views, foreign tables) fall
  * back to a timestamp cursor column with a lookback window when one is
  * named, or to full copies; mode auto picks, and says which.
  */

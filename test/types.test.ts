@@ -5,8 +5,8 @@ import { startCluster, type Cluster, type Version } from "./helpers/cluster.js";
 import { columnList, tableText } from "./helpers/compare.js";
 
 /**
- * Type fidelity (DESIGN §2 "the target row carries the source columns with
- * the same types", §3 "created from the source's catalog"): a table using
+ * Type fidelity (the target row carries the source columns with the same
+ * types, created from the source's catalog): a table using
  * every common type family, under a quoted mixed-case schema, table and
  * columns, arrives identical, compared by the rows' text, after a full copy
  * and after an incremental one that touches most types and uses an enum

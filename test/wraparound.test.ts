@@ -11,7 +11,7 @@ import {
 import { columnList, tableText } from "./helpers/compare.js";
 
 /**
- * DESIGN §2, "watermarks are 64-bit": a source pushed to just before 32-bit
+ * docs/correctness.md, "Watermarks are 64-bit, across wraparound": a source pushed to just before 32-bit
  * xid wraparound (pg_resetwal -x, Debian's PostgreSQL 15). A full copy is
  * taken before the wrap; rows written on both sides of it, then frozen, must
  * arrive with the next incremental run (mode xmin, only the changed rows),
@@ -205,7 +205,7 @@ describe("xid wraparound on the source", { skip: systemPostgresSkip() }, () => {
     // Rows written before pg_resetwal keep raw xmin `oldRaw` (frozen tuples keep
     // their raw xmin). Once the counter passes 2^32 + oldRaw those rows look
     // new relative to the snapshot: SQL cannot see a tuple's frozen bit, so the
-    // engine re-reads them, once per 2^32 xids (DESIGN §2 promises only that
+    // engine re-reads them, once per 2^32 xids (docs/correctness.md promises only that
     // freezing loses nothing). The copy must stay equal, and a re-run quiet.
     await burnTo(TWO_32 + oldRaw + 10n);
     await write("UPDATE fds.ticker SET price = 7 WHERE id = 5000");

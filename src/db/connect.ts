@@ -25,6 +25,8 @@ const SESSION_SETTINGS: ReadonlyArray<readonly [string, string]> = [
   // kill them midway.
   ["statement_timeout", "0"],
   ["idle_in_transaction_session_timeout", "0"],
+  // PostgreSQL 17+; skipped where the server does not know it.
+  ["transaction_timeout", "0"],
 ];
 
 /** The URL with its password hidden, for messages and logs. */
@@ -72,7 +74,8 @@ export async function connect(
   const names = SESSION_SETTINGS.map(([n]) => n);
   const values = SESSION_SETTINGS.map(([, v]) => v);
   await client.query(
-    "SELECT set_config(name, value, false) FROM unnest($1::text[], $2::text[]) AS s(name, value)",
+    `SELECT set_config(s.name, s.value, false) FROM unnest($1::text[], $2::text[]) AS s(name, value)
+      WHERE s.name IN (SELECT name FROM pg_settings)`,
     [names, values],
   );
   return client;

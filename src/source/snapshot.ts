@@ -85,5 +85,19 @@ export async function readSourceIdentity(client: pg.Client): Promise<SourceIdent
     // pg_control_system() may be revoked for our role; fall back to OIDs only.
     await client.query("ROLLBACK TO SAVEPOINT xmin_sync_ident");
   }
+  // The checkpoint's timeline lags a promotion until the first checkpoint
+  // after it; on a primary the current WAL file's name carries the timeline
+  // at once (its first eight hex digits). Standbys cannot name WAL files.
+  try {
+    await client.query("SAVEPOINT xmin_sync_tli");
+    const r = await client.query<{ f: string | null }>(
+      "SELECT CASE WHEN NOT pg_is_in_recovery() THEN pg_walfile_name(pg_current_wal_lsn()) END AS f",
+    );
+    const f = r.rows[0]?.f;
+    if (f) timeline = parseInt(f.slice(0, 8), 16);
+    await client.query("RELEASE SAVEPOINT xmin_sync_tli");
+  } catch {
+    await client.query("ROLLBACK TO SAVEPOINT xmin_sync_tli");
+  }
   return { systemIdentifier, timeline, databaseOid: rows[0]!.db };
 }

@@ -211,20 +211,29 @@ async function checkMassDelete(
   targetRows: number,
   opts: ApplyOptions,
 ): Promise<void> {
-  if (opts.allowMassDelete || deleted === 0) return;
-  const before = Math.max(targetRows, deleted);
-  if (deleted <= before * opts.massDeleteShare) return;
-  const remaining = before - deleted;
+  if (opts.allowMassDelete || !isMassDelete(deleted, targetRows, opts.massDeleteShare)) return;
   const fresh = await freshSourceCount(ctx);
-  // The rows really are gone if the source now holds about what the copy
-  // keeps (new rows since may add some; a table read as empty would hold
-  // about all of them).
-  if (fresh <= remaining + deleted / 2) return;
+  const before = Math.max(targetRows, deleted);
+  if (sourceConfirmsDelete(deleted, before, fresh)) return;
   throw new Error(
     `refusing to ${plan.softDeletes ? "mark as deleted" : "delete"} ${deleted} of ${before} rows of ${displayName(ctx.targetName)}: ` +
       `the source now has ${fresh} rows (a TRUNCATE or rewrite may have raced this run); nothing was committed. ` +
       `Run again, or pass --allow-mass-delete if the rows are really gone`,
   );
+}
+
+/** More than `share` of the target's rows would go. */
+export function isMassDelete(deleted: number, targetRows: number, share: number): boolean {
+  return deleted > 0 && deleted > Math.max(targetRows, deleted) * share;
+}
+
+/**
+ * The rows really are gone if the source now holds about what the copy
+ * keeps: rows written since may add some, but a table read as empty would
+ * still hold about all of them.
+ */
+export function sourceConfirmsDelete(deleted: number, before: number, fresh: number): boolean {
+  return fresh <= before - deleted + deleted / 2;
 }
 
 async function freshSourceCount(ctx: TableContext): Promise<number> {

@@ -26,7 +26,7 @@ export interface Plan {
   filter: RowFilter;
   /** Leaves (partitions, inheritance children) new since the last run: read whole. */
   newLeaves: Set<string>;
-  /** Rewrite matched rows whose content differs even when source_xmin is equal. */
+  /** Decide by content whether a matched row is rewritten (xmins prove nothing here). */
   compareContent: boolean;
   /** How rows gone from the source are found: not at all, against the staged full set, or against the source's key set. */
   deletes: "none" | "against-staged" | "against-keys";

@@ -202,7 +202,7 @@ export function checkTargetTable(
  * The source_xmin index is BRIN: source_xmin grows with the heap (rows are
  * appended as they are copied), so block ranges summarise it well for
  * "changed since" queries; it builds in half the time of a btree after a
- * first load (bench/README.md), and from PostgreSQL 16 on, a summarizing
+ * first load (docs/performance.md), and from PostgreSQL 16 on, a summarizing
  * index does not prevent HOT updates, which every merged update changes.
  */
 export function sourceXminIndexSql(table: QualifiedName, name?: string): string {

@@ -13,9 +13,8 @@ export interface MergeSpec {
   columns: string[];
   key: string[];
   /**
-   * Also rewrite rows whose content differs although source_xmin is equal.
-   * A full resync does this: after the source changed identity, equal xmins
-   * prove nothing.
+   * Decide by content, not by source_xmin: after the source changed
+   * identity, or rewrote every row, xmins prove nothing.
    */
   compareContent: boolean;
   /**
@@ -39,17 +38,24 @@ const sliceValues = (spec: MergeSpec): unknown[] => (spec.slice ? [...spec.slice
 const keyJoin = (spec: MergeSpec, a: string, b: string) =>
   spec.key.map((k) => `${a}.${quoteIdent(k)} = ${b}.${quoteIdent(k)}`).join(" AND ");
 
-/** The condition under which a matched row is rewritten; `s` is the new row. */
+/**
+ * The condition under which a matched row is rewritten; `s` is the new row.
+ * Normally a changed source_xmin. When xmins prove nothing (a resync after
+ * the source's identity changed, a rewrite that gave every row a new xmin,
+ * timestamp mode), the content decides: rows that read the same are not
+ * written, whatever their xmin. Text form compares what a user sees (NULLs,
+ * trailing spaces, json key order) and works for types without an equality
+ * operator (json, xml, point).
+ */
 function changedCondition(spec: MergeSpec, s: string): string {
-  let xminChanged = `t.${quoteIdent(SOURCE_XMIN)} IS DISTINCT FROM ${s}.${quoteIdent(SOURCE_XMIN)}`;
-  if (spec.softDeletes)
-    xminChanged = `(${xminChanged} OR t.${quoteIdent(SOURCE_DELETED_AT)} IS NOT NULL)`;
-  if (!spec.compareContent) return xminChanged;
-  // Text form compares what a user sees (NULLs, trailing spaces, json key
-  // order) and works for types without an equality operator (json, xml, point).
   const row = (alias: string) =>
     `ROW(${spec.columns.map((c) => `${alias}.${quoteIdent(c)}`).join(", ")})::text`;
-  return `(${xminChanged} OR ${row("t")} IS DISTINCT FROM ${row(s)})`;
+  const changed = spec.compareContent
+    ? `${row("t")} IS DISTINCT FROM ${row(s)}`
+    : `t.${quoteIdent(SOURCE_XMIN)} IS DISTINCT FROM ${s}.${quoteIdent(SOURCE_XMIN)}`;
+  if (!spec.softDeletes) return changed;
+  // A soft-deleted row that is staged again comes back, changed or not.
+  return `(${changed} OR t.${quoteIdent(SOURCE_DELETED_AT)} IS NOT NULL)`;
 }
 
 function updatedColumns(spec: MergeSpec): string[] {
