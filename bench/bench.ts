@@ -165,7 +165,16 @@ export async function runBench(o: BenchOptions): Promise<BenchResult> {
     );
     await ref.loadCursorCopy(programs, source, cursorTarget);
 
-    for (let round = 1; round <= o.runs; round++) await runRound(s, round, cursor, accountRows);
+    for (let round = 1; round <= o.runs; round++) {
+      try {
+        await runRound(s, round, cursor, accountRows);
+      } catch (err) {
+        // Report what the other rounds measured rather than nothing.
+        const message = `round ${round} stopped: ${(err as Error).message}`;
+        o.say(message);
+        notes.push(message);
+      }
+    }
     await s.dropTarget(cursorTarget);
 
     for (const id of s.timedOutPaths())

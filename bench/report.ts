@@ -40,8 +40,7 @@ const f = (n: number | null, d = 2) => (n === null ? "–" : n.toFixed(d));
 function cell(xs: Sample[]): string {
   const m = medianOf(xs);
   if (m !== null) return `${f(m)} s`;
-  const failed = xs.find((s) => s.status === "timeout" || s.status === "error");
-  return failed?.detail ?? "not run";
+  return xs.find((s) => s.status !== "ok")?.detail ?? "not run";
 }
 
 function run(s: Sample): string {
@@ -101,7 +100,7 @@ export function toMarkdown(r: BenchResult): string {
       `for timestamp mode, a copy of pgbench_accounts with an indexed updated_at column.`,
     `Machine: ${r.machine.cores} cores (${r.machine.cpu}), ${r.machine.memoryGiB} GiB. Servers: PostgreSQL ${r.server.version}, ${r.server.setup}.`,
     "",
-    `Each path runs xmin-sync (${r.settings.workers} workers) and its reference one after the other, in alternating order, ` +
+    `Each path runs xmin-sync (${r.settings.workers} worker${r.settings.workers === 1 ? "" : "s"}) and its reference one after the other, in alternating order, ` +
       `${r.settings.runs} round(s); times are medians of the rounds, the ratio is xmin-sync's time over the reference's ` +
       `(under 1: xmin-sync is faster). These machines are noisy: compare ratios measured in one session, not seconds across sessions. ` +
       `Each xmin-sync run is stopped after ${r.settings.timeoutSeconds} s and reported as timed out. ` +
@@ -125,9 +124,9 @@ export function toMarkdown(r: BenchResult): string {
   if (r.workers.length > 0) {
     const full = r.paths.find((p) => p.id === "full");
     const rows = [
-      ...r.workers.map((w) => ({ workers: w.workers, seconds: medianOf([w.sample]) })),
-      ...(full ? [{ workers: r.settings.workers, seconds: medianOf(full.ours) }] : []),
-    ];
+      ...r.workers.map((w) => ({ workers: w.workers, samples: [w.sample] })),
+      ...(full ? [{ workers: r.settings.workers, samples: full.ours }] : []),
+    ].map((x) => ({ ...x, seconds: medianOf(x.samples) }));
     const one = rows.find((x) => x.workers === 1)?.seconds ?? null;
     lines.push(
       "",
@@ -135,11 +134,11 @@ export function toMarkdown(r: BenchResult): string {
       "",
       "Full load of the three tables: one run for each count below the rounds' workers, the median of the rounds for theirs.",
       "",
-      "| workers | seconds | speedup over 1 worker |",
+      "| workers | time | speedup over 1 worker |",
       "|---|---|---|",
       ...rows.map(
         (x) =>
-          `| ${x.workers} | ${f(x.seconds)} | ${one !== null && x.seconds !== null ? f(one / x.seconds) : ""} |`,
+          `| ${x.workers} | ${cell(x.samples)} | ${one !== null && x.seconds !== null ? f(one / x.seconds) : ""} |`,
       ),
     );
   }

@@ -38,14 +38,28 @@ export async function runRound(
   cursor: CursorCopy,
   accountRows: number,
 ): Promise<void> {
+  await sql(s.src, `VACUUM ANALYZE ${[...TABLES, CURSOR_TABLE].join(", ")}`);
+  const targets = [await s.freshTarget(), await s.freshTarget(), await s.freshTarget()] as const;
+  try {
+    await measure(s, round, cursor, accountRows, ...targets);
+  } finally {
+    for (const t of targets) await s.dropTarget(t);
+  }
+}
+
+async function measure(
+  s: Session,
+  round: number,
+  cursor: CursorCopy,
+  accountRows: number,
+  A: string,
+  B: string,
+  C: string,
+): Promise<void> {
   const P = s.paths;
   const src = s.src;
   const { programs } = s.o;
   const say = (what: string) => s.o.say(`round ${round}: ${what}`);
-  await sql(src, `VACUUM ANALYZE ${[...TABLES, CURSOR_TABLE].join(", ")}`);
-  const A = await s.freshTarget();
-  const B = await s.freshTarget();
-  const C = await s.freshTarget();
 
   say("full loads");
   let loaded = false;
@@ -141,7 +155,7 @@ export async function runRound(
       [P.repair, 10, INJECTED, true],
     ] as const) {
       say(p.title);
-      for (const url of [A, B]) await injectDifferences(url, accountRows, from, to);
+      for (const url of loaded ? [A, B] : [B]) await injectDifferences(url, accountRows, from, to);
       await s.alternate(round, [
         () =>
           ours(p, [...validate, "--deep", ...(repair ? ["--repair"] : [])], {
@@ -170,9 +184,6 @@ export async function runRound(
         ref.incrementalByCursor(programs, src, cursor.target, previousMark),
       ),
   ]);
-
-  await s.dropTarget(A);
-  await s.dropTarget(B);
 }
 
 /** What validate --deep found and --repair did, from its report. */

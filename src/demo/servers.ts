@@ -110,8 +110,8 @@ export function serverUser(): { uid: number; gid: number } | undefined {
   serverIds ??= lookupUser("postgres");
   if (!serverIds)
     throw new InputError(
-      "PostgreSQL servers do not run as root and this machine has no postgres user to run them as: " +
-        "run this as another user, or create one first (useradd --system --user-group --no-create-home postgres)",
+      "PostgreSQL servers do not run as root, and this machine has no postgres user to run them as: " +
+        "run it as another user, or create that user first (useradd --system --user-group --no-create-home postgres)",
     );
   return serverIds;
 }
