@@ -197,6 +197,7 @@ function stateDraft(run: SourceRun, spec: TableSpec, table: SourceTable, plan: P
     checkedDeletes: plan.deletes !== "none" || plan.mode === "full",
     leaves: table.leaves.map((l) => ({ oid: l.oid, relfilenode: l.relfilenode })),
     columns: table.columns.map((c) => ({ attnum: c.attnum, name: c.name, type: c.type })),
+    contentUntil: plan.contentUntil,
   };
 }
 

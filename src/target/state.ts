@@ -35,6 +35,13 @@ export interface TableState {
   leaves: StoredLeaf[] | null;
   /** Null in a state written before columns were stored. */
   columns: StoredColumn[] | null;
+  /**
+   * Rows whose xmin is below this were written by a rewrite, or come from a
+   * resync that compared content: their target source_xmin may be older than
+   * their source xmin, so while the watermark is below it re-read rows are
+   * compared by content.
+   */
+  contentUntil: bigint | null;
 }
 
 export interface StateUpdate {
@@ -55,6 +62,7 @@ export interface StateUpdate {
   checkedDeletes: boolean;
   leaves: StoredLeaf[];
   columns: StoredColumn[];
+  contentUntil: bigint | null;
 }
 
 export async function readState(
@@ -64,7 +72,8 @@ export async function readState(
   const { rows } = await client.query(
     `SELECT source_schema, source_table, source_system_id, source_timeline, source_database_oid::text,
             source_table_oid::text, mode, watermark::text, cursor_value, snapshot, runs::int, last_run_at,
-            last_delete_check_at, runs_since_delete_check, source_leaves, source_columns
+            last_delete_check_at, runs_since_delete_check, source_leaves, source_columns,
+            content_until::text
        FROM xmin_sync.state WHERE target_schema = $1 AND target_table = $2`,
     [target.schema, target.name],
   );
@@ -87,6 +96,7 @@ export async function readState(
     runsSinceDeleteCheck: r.runs_since_delete_check,
     leaves: r.source_leaves,
     columns: r.source_columns,
+    contentUntil: r.content_until === null ? null : BigInt(r.content_until),
   };
 }
 
@@ -100,9 +110,9 @@ export async function writeState(
     `INSERT INTO xmin_sync.state AS st (target_schema, target_table, source_schema, source_table,
         source_system_id, source_timeline, source_database_oid, source_table_oid, mode, watermark,
         cursor_value, snapshot, rows_copied, inserted, updated, deleted,
-        last_delete_check_at, runs_since_delete_check, source_leaves, source_columns)
+        last_delete_check_at, runs_since_delete_check, source_leaves, source_columns, content_until)
      VALUES ($1, $2, $3, $4, $5, $16, $6::bigint, $7::bigint, $8, $9::bigint, $10, $11, $12, $13, $14, $15,
-        CASE WHEN $17::boolean THEN now() END, 0, $18::jsonb, $19::jsonb)
+        CASE WHEN $17::boolean THEN now() END, 0, $18::jsonb, $19::jsonb, $20::bigint)
      ON CONFLICT (target_schema, target_table) DO UPDATE SET
         source_schema = EXCLUDED.source_schema, source_table = EXCLUDED.source_table,
         source_system_id = EXCLUDED.source_system_id, source_timeline = EXCLUDED.source_timeline,
@@ -114,7 +124,8 @@ export async function writeState(
         runs = st.runs + 1, last_run_at = now(),
         last_delete_check_at = CASE WHEN $17::boolean THEN now() ELSE st.last_delete_check_at END,
         runs_since_delete_check = CASE WHEN $17::boolean THEN 0 ELSE st.runs_since_delete_check + 1 END,
-        source_leaves = EXCLUDED.source_leaves, source_columns = EXCLUDED.source_columns`,
+        source_leaves = EXCLUDED.source_leaves, source_columns = EXCLUDED.source_columns,
+        content_until = EXCLUDED.content_until`,
     [
       target.schema,
       target.name,
@@ -135,6 +146,7 @@ export async function writeState(
       s.checkedDeletes,
       JSON.stringify(s.leaves),
       JSON.stringify(s.columns),
+      s.contentUntil === null ? null : s.contentUntil.toString(),
     ],
   );
 }

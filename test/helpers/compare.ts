@@ -1,12 +1,20 @@
 import assert from "node:assert/strict";
-import type { Cluster } from "./cluster.js";
+import type pg from "pg";
+/** A server or database the test can run SQL on. */
+interface Queryable {
+  sql<T extends pg.QueryResultRow = pg.QueryResultRow>(
+    text: string,
+    params?: unknown[],
+    database?: string,
+  ): Promise<T[]>;
+}
 
 /**
  * Every row of a table as text, ordered by key: what "the target equals the
  * source" means, compared as a user would see it.
  */
 export async function tableText(
-  cluster: Cluster,
+  cluster: Queryable,
   database: string,
   table: string,
   columns: string[],
@@ -22,7 +30,7 @@ export async function tableText(
 
 /** Column list of a table, quoted, in order (for comparing a source with its copy). */
 export async function columnList(
-  cluster: Cluster,
+  cluster: Queryable,
   database: string,
   table: string,
 ): Promise<string[]> {
@@ -40,9 +48,9 @@ export async function columnList(
  * columns, in key order) is the same on both sides.
  */
 export async function assertSameRows(
-  source: Cluster,
+  source: Queryable,
   sourceTable: string,
-  target: Cluster,
+  target: Queryable,
   targetTable: string,
   key: string[],
   opts: { sourceDb?: string; targetDb?: string; message?: string } = {},
