@@ -46,6 +46,8 @@ const state = (over: Partial<TableState> = {}): TableState => ({
   runsSinceDeleteCheck: 0,
   leaves: [{ oid: "100", relfilenode: "100" }],
   columns: null,
+  types: null,
+  resyncReason: null,
   ...over,
 });
 const input = (over: Partial<PlanInput> = {}): PlanInput => ({

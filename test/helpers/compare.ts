@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { validate, type TableSpec } from "../../src/index.js";
 import type { Cluster } from "./cluster.js";
 
 /**
@@ -52,5 +53,25 @@ export async function assertSameRows(
     await tableText(target, opts.targetDb ?? "postgres", targetTable, cols, key),
     await tableText(source, opts.sourceDb ?? "postgres", sourceTable, cols, key),
     opts.message,
+  );
+}
+
+/** `validate --deep` agrees: no row missing, extra or different. */
+export async function assertDeepValidates(
+  source: Cluster,
+  target: Cluster,
+  spec: TableSpec,
+): Promise<void> {
+  const [v] = await validate({
+    source: source.url(),
+    target: target.url(),
+    tables: [spec],
+    deep: true,
+  });
+  assert.equal(v!.status, "ok", v!.error);
+  assert.deepEqual(
+    [v!.deep!.missing, v!.deep!.extra, v!.deep!.different],
+    [0, 0, 0],
+    "validate --deep agrees",
   );
 }
