@@ -135,6 +135,21 @@ describe("schema changes on the source", () => {
 
       const p = await converge(way, parts, ["region", "id"]);
       assert.equal(p.rowsCopied, 10, "a partitioned table: the leaves' default");
+      if (way === "17 to 14") {
+        // A leaf given the column apart, with another default: old rows differ by leaf.
+        await source.sql(`
+          ALTER TABLE ${s}.parts DETACH PARTITION ${s}.parts_us;
+          ALTER TABLE ${s}.parts ADD COLUMN grade int DEFAULT 1;
+          ALTER TABLE ${s}.parts_us ADD COLUMN grade int DEFAULT 2;
+          ALTER TABLE ${s}.parts ATTACH PARTITION ${s}.parts_us FOR VALUES IN ('us');
+        `);
+        const mixed = await converge(way, parts, ["region", "id"]);
+        assert.equal(mixed.mode, "full");
+        assert.match(
+          mixed.reason ?? "",
+          /column "grade" added with a default the partitions hold differently/,
+        );
+      }
 
       // A state written before columns were stored: compared by name.
       await target.sql(
@@ -305,7 +320,7 @@ describe("schema changes on the source", () => {
     const s = "renamed";
     await source.sql(`
       CREATE SCHEMA ${s};
-      CREATE TABLE ${s}.people (id int PRIMARY KEY, first text, last text, age int);
+      CREATE TABLE ${s}.people (id int PRIMARY KEY, first text, last text, age int NOT NULL);
       INSERT INTO ${s}.people SELECT i, 'f' || i, 'l' || i, i % 90 FROM generate_series(1, 2000) i;
     `);
     const p = spec(s, "people");
@@ -315,7 +330,8 @@ describe("schema changes on the source", () => {
       ALTER TABLE ${s}.people RENAME COLUMN first TO tmp;
       ALTER TABLE ${s}.people RENAME COLUMN last TO first;
       ALTER TABLE ${s}.people RENAME COLUMN tmp TO last;
-      UPDATE ${s}.people SET years = years + 1 WHERE id % 100 = 0;
+      ALTER TABLE ${s}.people ALTER COLUMN years DROP NOT NULL, ALTER COLUMN first TYPE text COLLATE "C";
+      UPDATE ${s}.people SET years = NULL WHERE id % 100 = 0;
     `);
     const r = await converge(way, p, ["id"]);
     assert.equal(r.mode, "xmin");
@@ -324,9 +340,36 @@ describe("schema changes on the source", () => {
       'column "first" renamed to "last"',
       'column "last" renamed to "first"',
       'column "age" renamed to "years"',
+      'column "first" collation changed to "pg_catalog"."C"',
+      'column "years" NOT NULL dropped, as on the source',
     ]);
     const [row] = await target.sql(`SELECT first, last FROM ${s}.people WHERE id = 7`);
     assert.deepEqual(row, { first: "l7", last: "f7" });
+  });
+
+  test("a column added to a view is brought by a resync: its old rows' values are known only by reading them", async () => {
+    const way = "14 to 17";
+    const { source } = servers(way);
+    const s = "viewed";
+    await source.sql(`
+      CREATE SCHEMA ${s};
+      CREATE TABLE ${s}.events (id int PRIMARY KEY, at timestamptz NOT NULL DEFAULT now(), v text);
+      INSERT INTO ${s}.events (id, v) SELECT i, 'v' || i FROM generate_series(1, 1000) i;
+      CREATE VIEW ${s}.events_v AS SELECT id, at, v FROM ${s}.events;
+    `);
+    const v = spec(s, "events_v", { key: ["id"], cursor: "at" });
+    assert.equal((await run(way, v)).mode, "full");
+    await source.sql(
+      `CREATE OR REPLACE VIEW ${s}.events_v AS SELECT id, at, v, upper(v) AS loud FROM ${s}.events`,
+    );
+    const r = await run(way, v);
+    assert.equal(r.mode, "full");
+    assert.match(r.reason ?? "", /column "loud" added to a view or foreign table/);
+    const again = await run(way, v);
+    assert.equal(again.mode, "timestamp");
+    assert.equal(again.inserted + again.updated, 0);
+    await assertSameRows(source, `${s}.events_v`, servers(way).target, `${s}.events_v`, ["id"]);
+    await assertDeepValidates(source, servers(way).target, v);
   });
 
   test("enum labels added and renamed, a domain's NOT NULL dropped, composite attributes added and renamed", async () => {
