@@ -298,6 +298,15 @@ describe("schema changes on the source", () => {
       { id: 5, legacy: "old5" },
       { id: 3001, legacy: null },
     ]);
+    // A view of the user's on the copy holds the column: the run says so, and changes nothing.
+    await target.sql(`CREATE VIEW ${s}.report AS SELECT id, legacy FROM ${s}.gone`);
+    const refused = await runOnce(way, gone);
+    assert.equal(refused.status, "error");
+    assert.match(
+      refused.error ?? "",
+      /^cannot change target table dropped\.gone to match the source: ALTER TABLE "dropped"\."gone" DROP COLUMN "legacy": cannot drop column legacy of table dropped\.gone because other objects depend on it \(view dropped\.report depends on column legacy of table dropped\.gone\)$/,
+    );
+    await target.sql(`DROP VIEW ${s}.report`);
     const g = await converge(way, gone, ["id"]);
     assert.deepEqual(g.schemaChanges, [
       'column "legacy" dropped on the source: dropped on the target too',

@@ -1,5 +1,6 @@
 import type pg from "pg";
-import { displayName, type QualifiedName } from "../db/quote.js";
+import { displayName, quoteQualified, type QualifiedName } from "../db/quote.js";
+import { describeError } from "../db/connect.js";
 import { SQLSTATE, sqlState } from "../db/errors.js";
 import { withSettings, withTransaction } from "../db/tx.js";
 import { recordSchema, type StoredColumn } from "./state.js";
@@ -32,9 +33,11 @@ export async function alterTargetTable(
   try {
     await withTransaction(client, () =>
       withSettings(client, { lock_timeout: LOCK_TIMEOUT }, async () => {
+        // The lock every step needs, taken once: a step that fails back to another does not wait twice.
+        await client.query(`LOCK TABLE ${quoteQualified(target)} IN ACCESS EXCLUSIVE MODE`);
         for (const step of steps) {
           if (!step.fallback) {
-            await client.query(step.sql);
+            await run(client, target, step.sql);
             continue;
           }
           await client.query("SAVEPOINT xmin_sync_step");
@@ -43,7 +46,7 @@ export async function alterTargetTable(
             await client.query("RELEASE SAVEPOINT xmin_sync_step");
           } catch {
             await client.query("ROLLBACK TO SAVEPOINT xmin_sync_step");
-            for (const sql of step.fallback) await client.query(sql);
+            for (const sql of step.fallback) await run(client, target, sql);
           }
         }
         await recordSchema(client, target, record.columns, record.resyncReason);
@@ -53,6 +56,25 @@ export async function alterTargetTable(
     if (sqlState(err) !== SQLSTATE.lockNotAvailable) throw err;
     throw new Error(
       `target table ${displayName(target)} is in use: its schema change waited ${LOCK_TIMEOUT} for a lock; nothing was changed, try again`,
+      { cause: err },
+    );
+  }
+}
+
+/**
+ * One statement, its failure naming the table and the statement: the
+ * target refusing a change (a view of the user's depends on the column) is
+ * for the user to resolve, and the server's detail says where.
+ */
+async function run(client: pg.Client, target: QualifiedName, sql: string): Promise<void> {
+  try {
+    await client.query(sql);
+  } catch (err) {
+    if (sqlState(err) === SQLSTATE.lockNotAvailable) throw err;
+    const detail = (err as { detail?: string }).detail;
+    throw new Error(
+      `cannot change target table ${displayName(target)} to match the source: ${sql}: ${describeError(err)}` +
+        (detail ? ` (${detail})` : ""),
       { cause: err },
     );
   }
