@@ -34,7 +34,8 @@ export async function alterTargetTable(
     await withTransaction(client, () =>
       withSettings(client, { lock_timeout: LOCK_TIMEOUT }, async () => {
         // The lock every step needs, taken once: a step that fails back to another does not wait twice.
-        await client.query(`LOCK TABLE ${quoteQualified(target)} IN ACCESS EXCLUSIVE MODE`);
+        if (steps.length > 0)
+          await client.query(`LOCK TABLE ${quoteQualified(target)} IN ACCESS EXCLUSIVE MODE`);
         for (const step of steps) {
           if (!step.fallback) {
             await run(client, target, step.sql);
