@@ -47,6 +47,8 @@ const state = (over: Partial<TableState> = {}): TableState => ({
   leaves: [{ oid: "100", relfilenode: "100" }],
   columns: null,
   contentUntil: null,
+  types: null,
+  resyncReason: null,
   ...over,
 });
 const input = (over: Partial<PlanInput> = {}): PlanInput => ({

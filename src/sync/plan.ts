@@ -57,6 +57,8 @@ export interface PlanInput {
   target: { exists: boolean; empty: boolean; softDeleteColumn: boolean };
   /** The source has rows (asked only when the target is empty but has a watermark). */
   sourceHasRows: boolean;
+  /** A schema change that needs the table copied whole and compared (a column rebuilt, a new key). */
+  schemaResync?: string | null;
   now: Date;
 }
 
@@ -146,6 +148,7 @@ function fullResyncReason(p: PlanInput, byCursor: boolean): string | null {
     return "source timeline changed (failover or restore)";
   if (state.sourceDatabaseOid !== id.databaseOid) return "source database changed";
   if (state.sourceTableOid !== source.oid) return "source table was recreated";
+  if (p.schemaResync) return p.schemaResync;
   // Someone emptied the copy (TRUNCATE): an incremental run would not bring the old rows back.
   if (p.target.empty && p.sourceHasRows) return "target table is empty";
   if (byCursor) return null;

@@ -6,6 +6,7 @@ import { silentLogger } from "../log.js";
 import { SourceRun, StorageChangedError } from "../source/run.js";
 import pLimit, { type LimitFunction } from "p-limit";
 import type pg from "pg";
+import { SchemaChangedError } from "./evolve.js";
 import { StaleSnapshotError } from "./stale.js";
 import { syncTable } from "./table.js";
 import { capWorkers, resolveTuning, type Tuning } from "./tuning.js";
@@ -130,6 +131,7 @@ async function syncOne(
           status: "error",
           error: describeError(err),
           ...(err instanceof InputError ? { badInput: true } : {}),
+          ...(err instanceof SchemaChangedError ? { schemaChanges: err.changes } : {}),
         };
       }
     }

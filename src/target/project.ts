@@ -58,6 +58,11 @@ const MIGRATIONS: string[] = [
      ADD COLUMN source_leaves jsonb,
      ADD COLUMN source_columns jsonb,
      ADD COLUMN content_until bigint`,
+  // Enum labels and composite attributes by oid and attnum (renames), and a
+  // resync a schema change needs, kept until a run commits it.
+  `ALTER TABLE xmin_sync.state
+     ADD COLUMN source_types jsonb,
+     ADD COLUMN resync_reason text`,
 ];
 
 /** Creates or upgrades the project schema; safe when several runs start at once. */

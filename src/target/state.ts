@@ -14,6 +14,15 @@ export interface StoredColumn {
   type: string;
 }
 
+/**
+ * A user type the source table uses, as the last run saw it: an enum's
+ * labels by pg_enum oid (a RENAME VALUE keeps the oid), a composite's
+ * attributes by attnum (a RENAME ATTRIBUTE keeps it).
+ */
+export type StoredType =
+  | { kind: "enum"; schema: string; name: string; labels: { oid: string; label: string }[] }
+  | { kind: "composite"; schema: string; name: string; attributes: StoredColumn[] };
+
 /** What the target remembers about one table between runs. */
 export interface TableState {
   sourceSchema: string;
@@ -42,6 +51,14 @@ export interface TableState {
    * compared by content.
    */
   contentUntil: bigint | null;
+  /** Null in a state written before types were stored. */
+  types: StoredType[] | null;
+  /**
+   * Why the table must be copied whole and compared (a column rebuilt, a
+   * new key), recorded with the schema change that needs it and cleared by
+   * the run that commits the copy: a crash in between does not lose it.
+   */
+  resyncReason: string | null;
 }
 
 export interface StateUpdate {
@@ -63,6 +80,7 @@ export interface StateUpdate {
   leaves: StoredLeaf[];
   columns: StoredColumn[];
   contentUntil: bigint | null;
+  types: StoredType[];
 }
 
 export async function readState(
@@ -73,7 +91,7 @@ export async function readState(
     `SELECT source_schema, source_table, source_system_id, source_timeline, source_database_oid::text,
             source_table_oid::text, mode, watermark::text, cursor_value, snapshot, runs::int, last_run_at,
             last_delete_check_at, runs_since_delete_check, source_leaves, source_columns,
-            content_until::text
+            content_until::text, source_types, resync_reason
        FROM xmin_sync.state WHERE target_schema = $1 AND target_table = $2`,
     [target.schema, target.name],
   );
@@ -97,6 +115,8 @@ export async function readState(
     leaves: r.source_leaves,
     columns: r.source_columns,
     contentUntil: r.content_until === null ? null : BigInt(r.content_until),
+    types: r.source_types,
+    resyncReason: r.resync_reason,
   };
 }
 
@@ -110,9 +130,10 @@ export async function writeState(
     `INSERT INTO xmin_sync.state AS st (target_schema, target_table, source_schema, source_table,
         source_system_id, source_timeline, source_database_oid, source_table_oid, mode, watermark,
         cursor_value, snapshot, rows_copied, inserted, updated, deleted,
-        last_delete_check_at, runs_since_delete_check, source_leaves, source_columns, content_until)
+        last_delete_check_at, runs_since_delete_check, source_leaves, source_columns, content_until,
+        source_types, resync_reason)
      VALUES ($1, $2, $3, $4, $5, $16, $6::bigint, $7::bigint, $8, $9::bigint, $10, $11, $12, $13, $14, $15,
-        CASE WHEN $17::boolean THEN now() END, 0, $18::jsonb, $19::jsonb, $20::bigint)
+        CASE WHEN $17::boolean THEN now() END, 0, $18::jsonb, $19::jsonb, $20::bigint, $21::jsonb, NULL)
      ON CONFLICT (target_schema, target_table) DO UPDATE SET
         source_schema = EXCLUDED.source_schema, source_table = EXCLUDED.source_table,
         source_system_id = EXCLUDED.source_system_id, source_timeline = EXCLUDED.source_timeline,
@@ -125,7 +146,8 @@ export async function writeState(
         last_delete_check_at = CASE WHEN $17::boolean THEN now() ELSE st.last_delete_check_at END,
         runs_since_delete_check = CASE WHEN $17::boolean THEN 0 ELSE st.runs_since_delete_check + 1 END,
         source_leaves = EXCLUDED.source_leaves, source_columns = EXCLUDED.source_columns,
-        content_until = EXCLUDED.content_until`,
+        content_until = EXCLUDED.content_until,
+        source_types = EXCLUDED.source_types, resync_reason = NULL`,
     [
       target.schema,
       target.name,
@@ -147,7 +169,29 @@ export async function writeState(
       JSON.stringify(s.leaves),
       JSON.stringify(s.columns),
       s.contentUntil === null ? null : s.contentUntil.toString(),
+      JSON.stringify(s.types),
     ],
+  );
+}
+
+/**
+ * Records the source columns the target was just altered to match, and a
+ * resync the change needs, in the transaction of that DDL: the next run
+ * compares against what the target now is, and still resyncs if this one
+ * stops before its copy commits. (No state yet: nothing to record; the next
+ * run compares by name.)
+ */
+export async function recordSchema(
+  client: pg.Client,
+  target: QualifiedName,
+  columns: StoredColumn[],
+  resyncReason: string | null,
+): Promise<void> {
+  await client.query(
+    `UPDATE xmin_sync.state SET source_columns = $3::jsonb,
+            resync_reason = coalesce($4, resync_reason)
+      WHERE target_schema = $1 AND target_table = $2`,
+    [target.schema, target.name, JSON.stringify(columns), resyncReason],
   );
 }
 

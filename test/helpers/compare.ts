@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import type pg from "pg";
+import { validate, type TableSpec } from "../../src/index.js";
 /** A server or database the test can run SQL on. */
 interface Queryable {
   sql<T extends pg.QueryResultRow = pg.QueryResultRow>(
@@ -60,5 +61,25 @@ export async function assertSameRows(
     await tableText(target, opts.targetDb ?? "postgres", targetTable, cols, key),
     await tableText(source, opts.sourceDb ?? "postgres", sourceTable, cols, key),
     opts.message,
+  );
+}
+
+/** `validate --deep` agrees: no row missing, extra or different. */
+export async function assertDeepValidates(
+  source: Queryable & { url(): string },
+  target: Queryable & { url(): string },
+  spec: TableSpec,
+): Promise<void> {
+  const [v] = await validate({
+    source: source.url(),
+    target: target.url(),
+    tables: [spec],
+    deep: true,
+  });
+  assert.equal(v!.status, "ok", v!.error);
+  assert.deepEqual(
+    [v!.deep!.missing, v!.deep!.extra, v!.deep!.different],
+    [0, 0, 0],
+    "validate --deep agrees",
   );
 }
