@@ -1,11 +1,13 @@
 import type pg from "pg";
 import type { LimitFunction } from "p-limit";
 import { connect } from "../db/connect.js";
+import { keyNames } from "../db/key.js";
 import { displayName, quoteIdent, quoteQualified, type QualifiedName } from "../db/quote.js";
 import { readServerInfo } from "../db/server.js";
 import type { Logger } from "../log.js";
 import { readSourceTable, type SourceTable } from "../source/catalog.js";
 import { planParts } from "../source/chunks.js";
+import { resolveKey } from "../source/key.js";
 import type { SourceRun } from "../source/run.js";
 import {
   checkTargetTable,
@@ -20,7 +22,7 @@ import { readState, type TableState } from "../target/state.js";
 import { dropWorkTables } from "../target/work.js";
 import { applyStaged, type Applied, type ApplyOptions, type StateDraft } from "./apply.js";
 import type { TableContext } from "./context.js";
-import { planTable, resolveKey, type Plan } from "./plan.js";
+import { planTable, type Plan } from "./plan.js";
 import { stageRows } from "./stage.js";
 import { checkSnapshotNotStale } from "./stale.js";
 import type { Tuning } from "./tuning.js";
@@ -65,6 +67,12 @@ export async function syncTable(
     source = await run.openReader();
     const table = await readSourceTable(source, spec.source);
     const key = resolveKey(table, spec);
+    if (key.from.startsWith("unique index")) {
+      log.info(
+        { key: keyNames(key.columns), from: key.from },
+        `no primary key: keyed by ${key.from}`,
+      );
+    }
     await run.lockTable(source, table, opts.sourceLockTimeoutMs);
 
     // 2. Lock the target table: one run per table at a time.
@@ -93,6 +101,7 @@ export async function syncTable(
       },
       sourceHasRows:
         existing !== null && empty && state !== null && !(await hasNoRows(source, spec.source)),
+      keyEnforced: key.enforced,
       now: new Date(),
     });
     log.info(
@@ -102,11 +111,11 @@ export async function syncTable(
     for (const note of plan.notes) log.warn(note);
 
     // 5. Prepare the target: types, columns, no work tables left by a crashed run.
-    await prepareTarget(target, targetName, table, key, existing, plan);
+    await prepareTarget(target, targetName, table, keyNames(key.columns), existing, plan);
     const parts = await planParts(source, run.server, table, {
       workers: opts.tuning.workers,
       minRows: opts.tuning.minBatchSize,
-      key,
+      key: keyNames(key.columns),
       newLeaves: plan.newLeaves,
     });
     const ctx: TableContext = {
@@ -123,7 +132,8 @@ export async function syncTable(
       tuning: opts.tuning,
       table,
       targetName,
-      key,
+      key: key.columns,
+      keyEnforced: key.enforced,
       progress: (phase, p) =>
         opts.onProgress?.({
           table: tableName,
@@ -170,7 +180,7 @@ async function prepareTarget(
   existing: TargetTable | null,
   plan: Plan,
 ): Promise<void> {
-  await ensureUserTypes(target, table.userTypes);
+  await ensureUserTypes(target, table.userTypes, table.collations);
   await dropWorkTables(target, targetName);
   if (!existing) return;
   for (const sql of checkTargetTable(targetName, existing, table.columns, key)) {

@@ -6,7 +6,8 @@ import {
   quoteQualified,
   type QualifiedName,
 } from "../db/quote.js";
-import type { Column, UserType } from "../source/catalog.js";
+import type { CollationDef, Column, UserType } from "../source/catalog.js";
+import { ensureCollations } from "./collations.js";
 import { lockSharedDdl } from "./project.js";
 
 /** Columns the target table carries besides the source's. */
@@ -59,15 +60,20 @@ export async function readTargetTable(
 }
 
 /**
- * Creates the user-defined types the table needs, or brings enums up to date
- * (labels added on the source since). Runs in its own transaction: a new
- * enum label cannot be used in the transaction that adds it.
+ * Creates the collations and user-defined types the table needs, or brings
+ * enums up to date (labels added on the source since). Runs in its own
+ * transaction: a new enum label cannot be used in the transaction that adds it.
  */
-export async function ensureUserTypes(client: pg.Client, types: UserType[]): Promise<void> {
-  if (types.length === 0) return;
+export async function ensureUserTypes(
+  client: pg.Client,
+  types: UserType[],
+  collations: CollationDef[] = [],
+): Promise<void> {
+  if (types.length === 0 && collations.length === 0) return;
   await client.query("BEGIN");
   try {
     await lockSharedDdl(client);
+    await ensureCollations(client, collations);
     await createOrUpdateTypes(client, types);
     await client.query("COMMIT");
   } catch (err) {
