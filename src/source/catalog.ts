@@ -285,9 +285,16 @@ function defaultOpclassMemberSql(am: "btree" | "hash"): string {
       ? `SELECT o.oprname AS name, o.oprnamespace AS ns FROM pg_amop ao JOIN pg_operator o ON o.oid = ao.amopopr
           WHERE ao.amopfamily = oc.opcfamily AND ao.amoplefttype = oc.opcintype
             AND ao.amoprighttype = oc.opcintype AND ao.amopstrategy = 3`
-      : `SELECT p.proname AS name, p.pronamespace AS ns FROM pg_amproc ap JOIN pg_proc p ON p.oid = ap.amproc
+      : // Callable by name on the column: some are registered for types
+        // they are not declared for (timestamptz's takes timestamp, bytea's
+        // internal); those types hash their text, which has one spelling.
+        `SELECT p.proname AS name, p.pronamespace AS ns FROM pg_amproc ap JOIN pg_proc p ON p.oid = ap.amproc
+          JOIN pg_type pt ON pt.oid = p.proargtypes[0]
           WHERE ap.amprocfamily = oc.opcfamily AND ap.amproclefttype = oc.opcintype
-            AND ap.amprocrighttype = oc.opcintype AND ap.amprocnum = 2`;
+            AND ap.amprocrighttype = oc.opcintype AND ap.amprocnum = 2
+            AND (pt.oid = b.oid OR (pt.typtype = 'p' AND pt.typname <> 'internal')
+                 OR EXISTS (SELECT 1 FROM pg_cast ca WHERE ca.castsource = b.oid AND ca.casttarget = pt.oid
+                              AND ca.castmethod = 'b' AND ca.castcontext = 'i'))`;
   return `SELECT n.nspname AS schema, m.name FROM pg_opclass oc
       JOIN pg_am am ON am.oid = oc.opcmethod AND am.amname = '${am}'
       JOIN pg_type it ON it.oid = oc.opcintype
