@@ -5,7 +5,8 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { displayName, sync, type QualifiedName, type TableSpec } from "../src/index.js";
 import { runCli } from "./helpers/cli.js";
-import { startCluster, type Cluster } from "./helpers/cluster.js";
+import type { Cluster } from "./helpers/cluster.js";
+import { startBothVersions } from "./helpers/versions.js";
 import { assertSameRows } from "./helpers/compare.js";
 
 /**
@@ -58,13 +59,8 @@ describe("fixtures shaped like users' schemas", () => {
   let v14: Cluster;
 
   before(async () => {
-    [v17, v14] = await Promise.all([
-      startCluster({ version: "17" }),
-      startCluster({ version: "14" }),
-    ]);
+    ({ v17, v14 } = await startBothVersions([SRC, DST]));
     for (const c of [v17, v14]) {
-      await c.createDatabase(SRC);
-      await c.createDatabase(DST);
       for (const f of fixtures) {
         await c.sql(f.setup, [], SRC).catch((err: Error) => {
           throw new Error(`${f.name} on ${c.version}: ${err.message}`);

@@ -5,7 +5,8 @@ import pino from "pino";
 import { sync, validate, type TableSpec } from "../src/index.js";
 import type { TableResult } from "../src/sync/types.js";
 import type { ValidationReport } from "../src/validate/run.js";
-import { startCluster, type Cluster } from "./helpers/cluster.js";
+import type { Cluster } from "./helpers/cluster.js";
+import { startBothVersions } from "./helpers/versions.js";
 import { assertSameRows } from "./helpers/compare.js";
 
 /**
@@ -72,6 +73,14 @@ async function deepAll(p: Pair, specs: TableSpec[], repair = false): Promise<Val
 
 const deep = async (p: Pair, s: TableSpec, repair = false) => (await deepAll(p, [s], repair))[0]!;
 
+/** A run refused as bad input (the key or the table cannot serve): its one line. */
+async function refused(p: Pair, s: TableSpec): Promise<string> {
+  const r = await run(p, s);
+  assert.equal(r.status, "error");
+  assert.equal(r.badInput, true, r.error);
+  return r.error!;
+}
+
 const counts = (v: ValidationReport) => [v.deep!.missing, v.deep!.extra, v.deep!.different];
 
 /** The copy equals the source row for row, as text, ordered by key on each side. */
@@ -117,13 +126,8 @@ describe("keys", () => {
   let pairs: Pair[];
 
   before(async () => {
-    [v17, v14] = await Promise.all([
-      startCluster({ version: "17" }),
-      startCluster({ version: "14" }),
-    ]);
+    ({ v17, v14 } = await startBothVersions([SRC, DST]));
     for (const c of [v17, v14]) {
-      await c.createDatabase(SRC);
-      await c.createDatabase(DST);
       // citext is an extension type: the target must have it (and gets everything else).
       await c.sql("CREATE EXTENSION citext", [], DST);
       await c.sql(
@@ -312,18 +316,14 @@ describe("keys", () => {
         [],
         SRC,
       );
-      const r = await run(p(), spec("nokey"));
-      assert.equal(r.status, "error");
-      assert.equal(r.badInput, true);
       assert.equal(
-        r.error,
+        await refused(p(), spec("nokey")),
         "source table app.nokey has no primary key, and no unique index can serve as its key " +
           "(nokey_a (a) allows NULL in a; nokey_b_positive (b) has a WHERE clause; " +
           "nokey_lower_v (lower(v)) is on an expression); give its key columns (--key, or key: [...] in the config)",
       );
-      const bare = await run(p(), spec("bare"));
       assert.equal(
-        bare.error,
+        await refused(p(), spec("bare")),
         "source table app.bare has no primary key and no unique index; give its key columns (--key, or key: [...] in the config)",
       );
       const tables = await p().target.sql(
@@ -342,11 +342,8 @@ describe("keys", () => {
         [],
         SRC,
       );
-      const r = await run(p(), spec("dups", { key: ["a", "b"] }));
-      assert.equal(r.status, "error");
-      assert.equal(r.badInput, true);
       assert.equal(
-        r.error,
+        await refused(p(), spec("dups", { key: ["a", "b"] })),
         "source table app.dups: its key (a, b) is not unique and NOT NULL there: 2 values are held by more than one row (5 rows), " +
           "and 1 row has a NULL in it; merged by that key, rows would collapse or be lost, so nothing was committed; " +
           "give key columns whose values are unique and NOT NULL (--key, or key: [...] in the config)",
@@ -373,10 +370,8 @@ describe("keys", () => {
         const name = `app.${s.source.name}`;
         await runOk(p(), s);
         await p().source.sql(`INSERT INTO ${name} VALUES (7, 'a second seven')`, [], SRC);
-        const dup = await run(p(), s);
-        assert.equal(dup.status, "error", name);
         assert.match(
-          dup.error!,
+          await refused(p(), s),
           /its key \(a\) is not unique and NOT NULL there: 1 value is held by 2 rows;/,
         );
         const [kept] = await p().target.sql<{ v: string; n: string }>(
@@ -391,9 +386,8 @@ describe("keys", () => {
           [],
           SRC,
         );
-        const nul = await run(p(), s);
         assert.match(
-          nul.error!,
+          await refused(p(), s),
           /its key \(a\) is not unique and NOT NULL there: 1 row has a NULL in it;/,
         );
 
@@ -415,8 +409,10 @@ describe("keys", () => {
         [],
         DST,
       );
-      const r = await run(p(), spec("into_empty", { key: ["a"] }));
-      assert.match(r.error!, /50 values are held by more than one row \(100 rows\)/);
+      assert.match(
+        await refused(p(), spec("into_empty", { key: ["a"] })),
+        /50 values are held by more than one row \(100 rows\)/,
+      );
       const [n] = await p().target.sql("SELECT count(*)::int AS n FROM app.into_empty", [], DST);
       assert.equal(n!.n, 0, "still empty");
     });
@@ -436,9 +432,8 @@ describe("keys", () => {
         [],
         SRC,
       );
-      const r = await run(p(), spec("parent"));
       assert.match(
-        r.error!,
+        await refused(p(), spec("parent")),
         /its key \(id\) is not unique and NOT NULL there: 1 value is held by 2 rows/,
       );
       await p().source.sql("UPDATE app.child SET id = 4 WHERE id = 1", [], SRC);

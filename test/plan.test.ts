@@ -22,7 +22,6 @@ const table = (leaves = [leaf("100", "100")]): SourceTable => ({
   oid: "99",
   relkind: "p",
   columns: [],
-  primaryKey: ["id"],
   uniqueIndexes: [
     { name: "t_pkey", primary: true, columns: ["id"], shown: ["id"], unusable: null },
   ],

@@ -120,7 +120,6 @@ export interface SourceTable {
   /** r table, p partitioned, m materialized view, v view, f foreign table. */
   relkind: string;
   columns: Column[];
-  primaryKey: string[] | null;
   /** Unique indexes (the primary key among them), by name. */
   uniqueIndexes: UniqueIndex[];
   /** Types to create on the target first, dependencies before dependants. */
@@ -203,7 +202,6 @@ export async function readSourceTable(
     );
   }
   const uniqueIndexes = await readUniqueIndexes(client, r.oid);
-  const primary = uniqueIndexes.find((i) => i.primary);
   const userTypes = await readUserTypes(
     client,
     cols.rows.map((c) => c.typid),
@@ -240,7 +238,6 @@ export async function readSourceTable(
           ? { schema: c.hash_schema, name: c.hash_name }
           : null,
     })),
-    primaryKey: primary ? primary.columns.map((c) => c!) : null,
     uniqueIndexes,
     userTypes,
     collations: await readCollations(client, collationOids),

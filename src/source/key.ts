@@ -1,5 +1,5 @@
 import type { KeyColumn } from "../db/key.js";
-import { displayIdent, displayName } from "../db/quote.js";
+import { displayIdent, displayName, quoteIdent } from "../db/quote.js";
 import { InputError } from "../input-error.js";
 import { RESERVED_COLUMNS } from "../target/ddl.js";
 import type { TableSpec } from "../sync/types.js";
@@ -74,12 +74,12 @@ function keyColumn(table: SourceTable, name: string): KeyColumn {
   const c = table.columns.find((x) => x.name === name);
   if (!c) {
     throw new InputError(
-      `key column ${displayIdent(name)} is not a column of ${displayName(table.name)}`,
+      `key column ${quoteIdent(name)} is not a column of ${displayName(table.name)}`,
     );
   }
   if (!c.equality) {
     throw new InputError(
-      `key column ${displayIdent(name)} of ${displayName(table.name)} is ${c.type}, which has no equality operator: it cannot be a key; choose other key columns`,
+      `key column ${quoteIdent(name)} of ${displayName(table.name)} is ${c.type}, which has no equality operator: it cannot be a key; choose other key columns`,
     );
   }
   return {
