@@ -8,8 +8,9 @@ import type { SourceTable, UniqueIndex } from "./catalog.js";
 /** The key a table is merged, deleted and compared by, and where it came from. */
 export interface TableKey {
   columns: KeyColumn[];
-  /** For the logs: "primary key", `unique index "t_code_key"`, or "given". */
-  from: string;
+  /** Where the key came from; for a unique index, its name. */
+  from: "given" | "primary key" | "unique index";
+  index: string | null;
   /**
    * The source itself keeps the key unique and NOT NULL (a primary key or a
    * usable unique index on its columns, over every row of the table): no
@@ -46,13 +47,15 @@ export function resolveKey(table: SourceTable, spec: TableSpec): TableKey {
         (a.name < b.name ? -1 : a.name > b.name ? 1 : 0),
     );
   let names: string[];
-  let from: string;
+  let from: TableKey["from"];
+  let index: string | null = null;
   if (spec.key) {
     names = spec.key;
     from = "given";
   } else if (usable[0]) {
     names = usable[0].columns as string[];
-    from = usable[0].primary ? "primary key" : `unique index ${displayIdent(usable[0].name)}`;
+    from = usable[0].primary ? "primary key" : "unique index";
+    if (!usable[0].primary) index = usable[0].name;
   } else {
     throw new InputError(noKeyMessage(table));
   }
@@ -67,7 +70,7 @@ export function resolveKey(table: SourceTable, spec: TableSpec): TableKey {
     oneIndexCoversAll &&
     notNull &&
     usable.some((i) => i.columns.every((c) => c !== null && names.includes(c)));
-  return { columns, from, enforced };
+  return { columns, from, index, enforced };
 }
 
 function keyColumn(table: SourceTable, name: string): KeyColumn {

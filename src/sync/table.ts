@@ -2,7 +2,13 @@ import type pg from "pg";
 import type { LimitFunction } from "p-limit";
 import { connect } from "../db/connect.js";
 import { keyNames } from "../db/key.js";
-import { displayName, quoteIdent, quoteQualified, type QualifiedName } from "../db/quote.js";
+import {
+  displayIdent,
+  displayName,
+  quoteIdent,
+  quoteQualified,
+  type QualifiedName,
+} from "../db/quote.js";
 import { readServerInfo } from "../db/server.js";
 import type { Logger } from "../log.js";
 import { readSourceTable, type SourceTable } from "../source/catalog.js";
@@ -67,10 +73,10 @@ export async function syncTable(
     source = await run.openReader();
     const table = await readSourceTable(source, spec.source);
     const key = resolveKey(table, spec);
-    if (key.from.startsWith("unique index")) {
+    if (key.index !== null) {
       log.info(
-        { key: keyNames(key.columns), from: key.from },
-        `no primary key: keyed by ${key.from}`,
+        { key: keyNames(key.columns), index: key.index },
+        `no primary key: keyed by unique index ${displayIdent(key.index)}`,
       );
     }
     await run.lockTable(source, table, opts.sourceLockTimeoutMs);
