@@ -3,6 +3,8 @@ import assert from "node:assert/strict";
 import { Writable } from "node:stream";
 import pino from "pino";
 import { sync, validate, type TableSpec } from "../src/index.js";
+import type { Column, SourceTable, UniqueIndex } from "../src/source/catalog.js";
+import { resolveKey } from "../src/source/key.js";
 import type { TableResult } from "../src/sync/types.js";
 import type { ValidationReport } from "../src/validate/run.js";
 import type { Cluster } from "./helpers/cluster.js";
@@ -119,6 +121,81 @@ function capture(): { logger: pino.Logger; lines: string[] } {
   });
   return { logger: pino({ level: "info" }, stream), lines };
 }
+
+describe("key choice, as a value (no database)", () => {
+  const col = (name: string, notNull = true): Column => ({
+    name,
+    attnum: 1,
+    hasMissing: false,
+    type: "integer",
+    notNull,
+    generated: false,
+    collation: null,
+    binarySafe: true,
+    integer: true,
+    equality: { schema: "pg_catalog", name: "=" },
+    hash: { schema: "pg_catalog", name: "hashint4extended" },
+  });
+  const index = (name: string, columns: string[], over: Partial<UniqueIndex> = {}) => ({
+    name,
+    primary: false,
+    columns,
+    shown: columns,
+    unusable: null,
+    ...over,
+  });
+  const leaf = (oid: string) => ({
+    name: { schema: "app", name: `t${oid}` },
+    oid,
+    relkind: "r",
+    relfilenode: oid,
+    bytes: 0,
+    pages: 0,
+    estimatedRows: 0,
+    canSelect: true,
+  });
+  const table = (indexes: UniqueIndex[], leaves = [leaf("1")]): SourceTable => ({
+    name: { schema: "app", name: "t" },
+    oid: "1",
+    relkind: "r",
+    columns: [col("a"), col("b"), col("c"), col("n", false)],
+    uniqueIndexes: indexes,
+    userTypes: [],
+    collations: [],
+    leaves,
+    bytes: 0,
+    estimatedRows: 0,
+  });
+  const source = { schema: "app", name: "t" };
+  const names = (k: { columns: { name: string }[] }) => k.columns.map((c) => c.name);
+
+  test("the primary key first; else the usable unique index with the fewest columns, then by name", () => {
+    const pk = index("t_pkey", ["a", "b"], { primary: true });
+    assert.deepEqual(names(resolveKey(table([index("t_c", ["c"]), pk]), { source })), ["a", "b"]);
+    const k = resolveKey(
+      table([index("z_c", ["c"]), index("t_ab", ["a", "b"]), index("m_b", ["b"])]),
+      { source },
+    );
+    assert.deepEqual([names(k), k.from, k.index, k.enforced], [["b"], "unique index", "m_b", true]);
+  });
+
+  test("a given key is enforced only when a usable unique index lies within it and it is NOT NULL", () => {
+    const t = table([index("t_a", ["a"])]);
+    assert.equal(resolveKey(t, { source, key: ["a", "b"] }).enforced, true);
+    assert.equal(resolveKey(t, { source, key: ["b"] }).enforced, false);
+    assert.equal(resolveKey(t, { source, key: ["a", "n"] }).enforced, false, "n allows NULL");
+    const tree = table([index("t_a", ["a"])], [leaf("1"), leaf("2")]);
+    assert.equal(resolveKey(tree, { source }).enforced, false, "an inheritance tree");
+  });
+
+  test("no usable index: refused, naming each", () => {
+    const t = table([index("t_n", ["n"], { unusable: "allows NULL in n" })]);
+    assert.throws(() => resolveKey(t, { source }), {
+      message:
+        "source table app.t has no primary key, and no unique index can serve as its key (t_n (n) allows NULL in n); give its key columns (--key, or key: [...] in the config)",
+    });
+  });
+});
 
 describe("keys", () => {
   let v17: Cluster;
