@@ -8,8 +8,11 @@ export type {
   DeletesMode,
   ProgressEvent,
   ProgressPhase,
+  SchemaChanges,
+  DroppedColumns,
 } from "./sync/types.js";
 export type { Tuning } from "./sync/tuning.js";
+export { SchemaChangedError } from "./sync/evolve.js";
 export { loadConfig, parseConfig } from "./config/load.js";
 export { tablesFromConfig } from "./config/resolve.js";
 export type { ConfigFile } from "./config/schema.js";
