@@ -3,10 +3,10 @@ import assert from "node:assert/strict";
 import { chmod, mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { runCli } from "./helpers/cli.js";
 import { startCluster, type Cluster } from "./helpers/cluster.js";
 import { assertOneLineError } from "./helpers/one-line.js";
-import { configureServer, makeCa, makeCert, socketSql, writeHba } from "./helpers/tls.js";
+import { createVendorAndWarehouse, socketSql, syncAndCount, writeHba } from "./helpers/servers.js";
+import { configureServer, makeCa, makeCert } from "./helpers/tls.js";
 
 /**
  * TLS as libpq does it, against a server that accepts only TLS (hostssl):
@@ -27,29 +27,16 @@ describe("TLS connections (libpq sslmode)", () => {
   let otherCa: string;
   let client: { cert: string; key: string };
   let serverCert: { cert: string; key: string };
-  let runs = 0;
 
   const url = (db: string, query = "", host = "127.0.0.1") =>
     `postgres://loader:${encodeURIComponent(PASSWORD)}@${host}:${server.port}/${db}${query}`;
   const keywords = (db: string, extra = "") =>
     `host=127.0.0.1 port=${server.port} dbname=${db} user=loader password='${PASSWORD}' ${extra}`;
 
-  /** Syncs fds.ticker into a table of its own; the exit code and the rows the target got. */
   async function sync(source: string, target: string, env: NodeJS.ProcessEnv = {}) {
-    const table = `t${++runs}`;
-    const r = await runCli(
-      ["sync", "--source", source, "--target", target, "--table", `fds.ticker:tls.${table}`],
-      { env },
-    );
+    const r = await syncAndCount(server, "wh", { source, target, table: "fds.ticker", env });
     assert.doesNotMatch(r.stdout + r.stderr, /Pa55/, "no password in any output");
-    if (r.code !== 0) return { ...r, rows: -1 };
-    const [row] = await socketSql<{ n: number }>(
-      server,
-      `SELECT count(*)::int AS n FROM tls.${table}`,
-      [],
-      "wh",
-    );
-    return { ...r, rows: row!.n };
+    return r;
   }
 
   before(async () => {
@@ -64,17 +51,8 @@ describe("TLS connections (libpq sslmode)", () => {
       san: ["DNS:localhost"],
     });
     client = await makeCert(dir, "client", { cn: "certuser", ca: "ca" });
-    await socketSql(server, `CREATE ROLE loader LOGIN SUPERUSER PASSWORD '${PASSWORD}'`);
+    await createVendorAndWarehouse(server, PASSWORD, 100);
     await socketSql(server, "CREATE ROLE certuser LOGIN SUPERUSER");
-    for (const db of ["vendor", "wh"]) await socketSql(server, `CREATE DATABASE ${db}`);
-    await socketSql(
-      server,
-      `CREATE SCHEMA fds;
-       CREATE TABLE fds.ticker (id int PRIMARY KEY, v text);
-       INSERT INTO fds.ticker SELECT i, 'v' || i FROM generate_series(1, 100) i;`,
-      [],
-      "vendor",
-    );
     await configureServer(server, {
       ...serverCert,
       clientCa: ca,

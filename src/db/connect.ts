@@ -193,19 +193,23 @@ function isNetworkError(err: unknown): boolean {
 }
 
 /** Why the attempts failed, in one line; both ways when prefer or allow tried both and they differ. */
-function explain(conn: ResolvedConn, failures: Array<{ tls: boolean; err: unknown }>): string {
+function explain(conn: ResolvedConn, all: Array<{ tls: boolean; err: unknown }>): string {
+  // A server without TLS is no failure where plain was the other way to try.
+  const failures = all.length > 1 ? all.filter((f) => describeError(f.err) !== NO_TLS) : all;
   const reasons = failures.map((f) => explainOne(conn, f.tls, f.err));
   if (reasons.length < 2 || reasons[0] === reasons[1]) return reasons[0] ?? "no attempt made";
   return failures.map((f, i) => `${f.tls ? "with" : "without"} TLS: ${reasons[i]}`).join("; ");
 }
+
+/** pg's message when the server answers "N" to its TLS request. */
+const NO_TLS = "The server does not support SSL connections";
 
 function explainOne(conn: ResolvedConn, tls: boolean, err: unknown): string {
   const msg = describeError(err);
   const code = (err as { code?: string }).code ?? "";
   if (msg.includes(NO_PASSWORD) || msg.includes("client password must be a string"))
     return `the server asks for a password and none was given (in the connection string, PGPASSWORD, or a line of ${conn.passfile})`;
-  if (msg === "The server does not support SSL connections")
-    return `the server does not accept TLS (sslmode=${conn.sslmode})`;
+  if (msg === NO_TLS) return `the server does not accept TLS (sslmode=${conn.sslmode})`;
   if (/timeout/i.test(msg))
     return `no answer within ${conn.connectTimeoutMs / 1000} s (connect_timeout)`;
   if (tls && (/CERT|SELF_SIGNED|UNABLE_TO|ERR_TLS/.test(code) || msg.includes("altnames")))

@@ -83,8 +83,8 @@ function shown(word: string): string {
 
 function checkKeyword(name: string): Keyword {
   if (isKeyword(name)) return name;
-  if (UNSUPPORTED.has(name)) throw new Error(`${name} is not supported by xmin-sync`);
-  throw new Error(`invalid connection option ${shown(name)}`);
+  if (UNSUPPORTED.has(name)) throw new Error(`has ${name}, which xmin-sync does not support`);
+  throw new Error(`has an invalid connection option ${shown(name)}`);
 }
 
 /**
@@ -95,15 +95,12 @@ export function parseConnString(text: string): ConnParams {
   const s = text.trim();
   if (/^postgres(?:ql)?:\/\//.test(s)) return parseUri(s);
   const scheme = /^([a-z][a-z0-9+.:-]{0,30}):\/\//i.exec(s)?.[1];
-  if (scheme)
-    throw new Error(`"${scheme}://" URLs are not supported: use postgres:// or postgresql://`);
+  if (scheme) throw new Error(`is a ${scheme}:// URL: use postgres:// or postgresql://`);
   if (!/^\s*[A-Za-z_]+\s*=/.test(s)) {
     // libpq would say `missing "=" after "<the string>"`, which may hold the password.
     throw new Error(
       "is neither a postgres:// URL nor keyword=value pairs (host=… dbname=…)" +
-        (s.includes("@")
-          ? `; write user:password@host/db as postgres://user:password@host/db`
-          : ""),
+        (s.includes("@") ? "; put postgres:// in front of a user@host/db string" : ""),
     );
   }
   return parseKeywords(s);
@@ -130,7 +127,7 @@ function parseUri(s: string): ConnParams {
   for (const pair of s.slice(q + 1).split("&")) {
     if (pair === "") continue;
     const eq = pair.indexOf("=");
-    if (eq < 0) throw new Error(`URL query parameter ${shown(pair)} has no "="`);
+    if (eq < 0) throw new Error(`has a URL query parameter ${shown(pair)} without "="`);
     let name, value;
     try {
       // Not URLSearchParams: libpq does not read "+" as a space.
@@ -163,7 +160,7 @@ export function parseKeywords(s: string): ConnParams {
     while (space(s[i])) i++;
     if (s[i] !== "=") {
       throw new Error(
-        isKeyword(name) ? `missing "=" after ${shown(name)}` : `has a word without "=" after it`,
+        isKeyword(name) ? `has no "=" after ${shown(name)}` : `has a word without "=" after it`,
       );
     }
     i++;
@@ -327,7 +324,8 @@ export function resolveConnection(
 
   // A file named in the string or the environment must be there; libpq's
   // default files (~/.postgresql/…) are used when they are.
-  const pgDir = join(homedir(), ".postgresql");
+  const home = env.HOME || homedir();
+  const pgDir = join(home, ".postgresql");
   const fileOf = (keyword: Keyword, fallback: string) => {
     const given = get(keyword);
     if (given) return { path: given, content: readFileOrThrow(keyword, given) };
@@ -423,7 +421,7 @@ export function resolveConnection(
     port,
     database,
     user,
-    passfile: get("passfile") ?? join(homedir(), ".pgpass"),
+    passfile: get("passfile") ?? join(home, ".pgpass"),
     socket,
     sslmode,
     verify,

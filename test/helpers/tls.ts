@@ -1,10 +1,10 @@
 import { execFile } from "node:child_process";
-import { chmod, chown, writeFile } from "node:fs/promises";
+import { chmod } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import pg from "pg";
-import { postgresIds } from "../../src/servers/cluster.js";
 import type { Cluster } from "./cluster.js";
+import { handToPostgres, socketSql, writeHba } from "./servers.js";
 
 const exec = promisify(execFile);
 
@@ -65,31 +65,6 @@ export async function makeCert(
   return { cert: join(dir, `${name}.crt`), key: join(dir, `${name}.key`) };
 }
 
-/** Gives the server's user a file it must read (its key must be its own, mode 0600). */
-async function handToPostgres(path: string): Promise<void> {
-  const ids = postgresIds();
-  if (ids) await chown(path, ids.uid, ids.gid);
-}
-
-/**
- * Runs SQL through the server's Unix socket, which pg_hba.conf's `local`
- * line keeps open to the tests whatever it says about TCP.
- */
-export async function socketSql<T extends pg.QueryResultRow = pg.QueryResultRow>(
-  cluster: Cluster,
-  text: string,
-  params: unknown[] = [],
-  database = "postgres",
-): Promise<T[]> {
-  const c = new pg.Client({ host: cluster.dir, port: cluster.port, user: "postgres", database });
-  await c.connect();
-  try {
-    return (await c.query<T>(text, params)).rows;
-  } finally {
-    await c.end();
-  }
-}
-
 /**
  * Turns TLS on with this certificate (and `clientCa` to verify client
  * certificates), replaces pg_hba.conf with `local all all trust` and `hba`,
@@ -109,34 +84,4 @@ export async function configureServer(
     await socketSql(cluster, `ALTER SYSTEM SET ${name} = ${pg.escapeLiteral(value)}`);
   }
   await writeHba(cluster, opts.hba);
-}
-
-/** Replaces pg_hba.conf (keeping the tests' socket open) and reloads. */
-export async function writeHba(cluster: Cluster, hba: string[]): Promise<void> {
-  const path = join(cluster.dataDir, "pg_hba.conf");
-  await writeFile(path, ["local all all trust", ...hba].join("\n") + "\n");
-  await handToPostgres(path);
-  await reload(cluster);
-}
-
-let reloads = 0;
-
-/**
- * Reloads the configuration and waits until new sessions see it: the
- * postmaster rereads its files when it gets to the signal, and a session
- * started before that would still use the old pg_hba.conf.
- */
-async function reload(cluster: Cluster): Promise<void> {
-  const mark = String(++reloads);
-  await socketSql(cluster, `ALTER SYSTEM SET xmin_sync_test.reload = '${mark}'`);
-  await socketSql(cluster, "SELECT pg_reload_conf()");
-  for (let i = 0; i < 500; i++) {
-    const [row] = await socketSql<{ v: string | null }>(
-      cluster,
-      "SELECT current_setting('xmin_sync_test.reload', true) AS v",
-    );
-    if (row?.v === mark) return;
-    await new Promise((r) => setTimeout(r, 10));
-  }
-  throw new Error("the server did not reload its configuration");
 }
