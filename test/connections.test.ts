@@ -87,6 +87,16 @@ describe("connections as psql makes them", () => {
     );
   });
 
+  test("a Unix socket directory as host, in a keyword string and as a URL's encoded host", async () => {
+    const r = await sync(
+      `host=${server.dir} port=${server.port} user=postgres dbname=vendor sslmode=require`,
+      `postgres://postgres@${encodeURIComponent(server.dir)}:${server.port}/wh`,
+      base,
+    );
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.rows, 50);
+  });
+
   test("a wrong password: the server's message, the side, no password", async () => {
     const r = await runCli([
       "status",

@@ -71,13 +71,19 @@ export async function connect(
       await client.connect();
     } catch (err) {
       await client.end().catch(() => undefined);
+      if (describeError(err) === NO_TLS) withoutTls.add(serverKey(conn));
       failures.push({ tls, err: scrub(err) });
       // libpq tries the other way only when the server answered: a host that
       // cannot be reached cannot be reached either way.
       if (isNetworkError(err)) break;
       continue;
     }
-    await applySessionSettings(client);
+    try {
+      await applySessionSettings(client);
+    } catch (err) {
+      await client.end().catch(() => undefined);
+      throw scrub(err);
+    }
     return client;
   }
   throw new Error(
@@ -99,6 +105,14 @@ async function applySessionSettings(client: pg.Client): Promise<void> {
 }
 
 /**
+ * Servers that answered "no TLS" to this process: a run opens many
+ * connections, and prefer need not ask each time (libpq asks on the same
+ * socket; pg needs a new one).
+ */
+const withoutTls = new Set<string>();
+const serverKey = (conn: ResolvedConn) => `${conn.host}:${conn.port}`;
+
+/**
  * The attempts libpq makes for an sslmode, in order: prefer tries TLS, then
  * plain if the server refused; allow the other way round. libpq never uses
  * TLS over a Unix socket.
@@ -111,7 +125,7 @@ function tlsAttempts(conn: ResolvedConn): boolean[] {
     case "allow":
       return [false, true];
     case "prefer":
-      return [true, false];
+      return withoutTls.has(serverKey(conn)) ? [false] : [true, false];
     default:
       return [true];
   }

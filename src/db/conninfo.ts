@@ -289,14 +289,14 @@ export function resolveConnection(
   env: NodeJS.ProcessEnv = process.env,
   fallbackApplicationName = `xmin-sync ${role}`,
 ): ResolvedConn {
-  const fail = (what: string) => new InputError(`${role} connection: ${what}`);
+  const fail: Fail = (what) => new InputError(`${role} connection: ${what}`);
   let params: ConnParams;
   try {
     params = parseConnString(text);
   } catch (err) {
     throw new InputError(`${role} connection string ${(err as Error).message}`);
   }
-  const get = (k: Keyword): string | undefined => {
+  const get: Get = (k) => {
     if (params[k]) return params[k];
     const v = KEYWORDS[k];
     return v && env[v] ? env[v] : undefined;
@@ -320,99 +320,18 @@ export function resolveConnection(
     throw fail(
       `sslmode must be one of ${SSL_MODES.join(", ")}, not ${JSON.stringify(sslmodeText)}`,
     );
-  let sslmode = (sslmodeText ?? "prefer") as SslMode;
+  const sslmode = (sslmodeText ?? "prefer") as SslMode;
 
-  // A file named in the string or the environment must be there; libpq's
-  // default files (~/.postgresql/…) are used when they are.
   const home = env.HOME || homedir();
-  const pgDir = join(home, ".postgresql");
-  const fileOf = (keyword: Keyword, fallback: string) => {
-    const given = get(keyword);
-    if (given) return { path: given, content: readFileOrThrow(keyword, given) };
-    const path = join(pgDir, fallback);
-    return existsSync(path) ? { path, content: readFileOrThrow(keyword, path) } : undefined;
-  };
-  function readFileOrThrow(keyword: string, path: string): string {
-    try {
-      return readFileSync(path, "utf8");
-    } catch (err) {
-      throw fileError(keyword, path, err);
-    }
-  }
-  function fileError(keyword: string, path: string, err: unknown): InputError {
-    const code = (err as { code?: string }).code;
-    const why =
-      code === "ENOENT"
-        ? "does not exist"
-        : code === "EACCES"
-          ? "cannot be read (permission denied)"
-          : code === "EISDIR"
-            ? "is a directory"
-            : `cannot be read (${code ?? (err as Error).message})`;
-    return fail(`${keyword} file "${path}" ${why}`);
-  }
-
-  const tls: TlsFiles = {};
-  let verify: ResolvedConn["verify"] = "none";
-  let rootcert: string | undefined;
-  if (!socket && sslmode !== "disable") {
-    if (get("sslrootcert") === "system") {
-      // libpq 16+: the system's trusted roots, and then nothing short of
-      // verify-full (a public CA vouches for names, not for servers).
-      if (sslmodeText !== undefined && sslmode !== "verify-full")
-        throw fail(`sslrootcert=system needs sslmode=verify-full, not ${sslmode}`);
-      sslmode = "verify-full";
-      rootcert = "system";
-    } else {
-      const root = fileOf("sslrootcert", "root.crt");
-      if (root) {
-        rootcert = root.path;
-        tls.ca = root.content;
-      } else if (sslmode === "verify-ca" || sslmode === "verify-full") {
-        throw fail(
-          `sslmode=${sslmode} needs the server's root certificate: set sslrootcert (or PGSSLROOTCERT), or put it in ${join(pgDir, "root.crt")}`,
-        );
-      }
-    }
-    // As libpq: with a root certificate at hand, even prefer and require
-    // check the chain (but not the host name).
-    verify = sslmode === "verify-full" ? "full" : rootcert ? "chain" : "none";
-    const cert = fileOf("sslcert", "postgresql.crt");
-    const explicitKey = get("sslkey");
-    if (cert || explicitKey) {
-      const key = fileOf("sslkey", "postgresql.key");
-      if (cert && !key)
-        throw fail(`sslcert "${cert.path}" has no private key: set sslkey (or PGSSLKEY)`);
-      if (cert) tls.cert = cert.content;
-      if (cert && key) tls.key = key.content;
-    }
-    const passphrase = get("sslpassword");
-    if (passphrase) {
-      rememberSecret(passphrase);
-      tls.passphrase = passphrase;
-    }
-  }
-
-  const timeoutText = get("connect_timeout");
-  let connectTimeoutS = DEFAULT_CONNECT_TIMEOUT_S;
-  if (timeoutText !== undefined) {
-    connectTimeoutS = Number(timeoutText);
-    if (!Number.isInteger(connectTimeoutS) || connectTimeoutS < 0)
-      throw fail(
-        `connect_timeout must be a whole number of seconds, not ${JSON.stringify(timeoutText)}`,
-      );
-    // libpq: "a value of 1 is interpreted as 2".
-    if (connectTimeoutS === 1) connectTimeoutS = 2;
-  }
+  const tlsSettings =
+    socket || sslmode === "disable"
+      ? { sslmode, verify: "none" as const, tls: {} }
+      : resolveTls(get, sslmode, sslmodeText !== undefined, join(home, ".postgresql"), fail);
+  const connectTimeoutS = seconds(get, "connect_timeout", fail) ?? DEFAULT_CONNECT_TIMEOUT_S;
   const keepalives = get("keepalives");
   if (keepalives !== undefined && keepalives !== "0" && keepalives !== "1")
     throw fail(`keepalives must be 0 or 1, not ${JSON.stringify(keepalives)}`);
-  const idleText = get("keepalives_idle");
-  const idle = idleText === undefined ? undefined : Number(idleText);
-  if (idle !== undefined && (!Number.isInteger(idle) || idle < 0))
-    throw fail(
-      `keepalives_idle must be a whole number of seconds, not ${JSON.stringify(idleText)}`,
-    );
+  const idle = seconds(get, "keepalives_idle", fail);
   const options = get("options");
 
   const conn: ResolvedConn = {
@@ -423,13 +342,11 @@ export function resolveConnection(
     user,
     passfile: get("passfile") ?? join(home, ".pgpass"),
     socket,
-    sslmode,
-    verify,
-    ...(rootcert ? { rootcert } : {}),
-    tls,
+    ...tlsSettings,
     applicationName:
       get("application_name") ?? params.fallback_application_name ?? fallbackApplicationName,
-    connectTimeoutMs: connectTimeoutS * 1000,
+    // libpq: "a value of 1 is interpreted as 2".
+    connectTimeoutMs: (connectTimeoutS === 1 ? 2 : connectTimeoutS) * 1000,
     ...(options ? { options } : {}),
     keepAlive: keepalives !== "0",
     ...(idle !== undefined ? { keepAliveIdleMs: idle * 1000 } : {}),
@@ -437,6 +354,96 @@ export function resolveConnection(
   // Kept out of JSON.stringify, console.log and pino, as pg does with its own.
   Object.defineProperty(conn, "password", { value: password, enumerable: false });
   return conn;
+}
+
+type Get = (k: Keyword) => string | undefined;
+type Fail = (what: string) => InputError;
+
+function seconds(get: Get, keyword: Keyword, fail: Fail): number | undefined {
+  const text = get(keyword);
+  if (text === undefined) return undefined;
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < 0)
+    throw fail(`${keyword} must be a whole number of seconds, not ${JSON.stringify(text)}`);
+  return n;
+}
+
+/**
+ * What a TLS connection trusts and presents. A file named in the string or
+ * the environment must be there; libpq's default files (`pgDir`/root.crt,
+ * postgresql.crt, postgresql.key) are used when they are.
+ */
+function resolveTls(
+  get: Get,
+  given: SslMode,
+  sslmodeGiven: boolean,
+  pgDir: string,
+  fail: Fail,
+): Pick<ResolvedConn, "sslmode" | "verify" | "rootcert" | "tls"> {
+  const fileOf = (keyword: Keyword, fallback: string) => {
+    const path = get(keyword) ?? join(pgDir, fallback);
+    if (!get(keyword) && !existsSync(path)) return undefined;
+    return { path, content: readTlsFile(keyword, path, fail) };
+  };
+  let sslmode = given;
+  const tls: TlsFiles = {};
+  let rootcert: string | undefined;
+  if (get("sslrootcert") === "system") {
+    // libpq 16+: the system's trusted roots, and then nothing short of
+    // verify-full (a public CA vouches for names, not for servers).
+    if (sslmodeGiven && sslmode !== "verify-full")
+      throw fail(`sslrootcert=system needs sslmode=verify-full, not ${sslmode}`);
+    sslmode = "verify-full";
+    rootcert = "system";
+  } else {
+    const root = fileOf("sslrootcert", "root.crt");
+    if (root) {
+      rootcert = root.path;
+      tls.ca = root.content;
+    } else if (sslmode === "verify-ca" || sslmode === "verify-full") {
+      throw fail(
+        `sslmode=${sslmode} needs the server's root certificate: set sslrootcert (or PGSSLROOTCERT), or put it in ${join(pgDir, "root.crt")}`,
+      );
+    }
+  }
+  const cert = fileOf("sslcert", "postgresql.crt");
+  const key = cert || get("sslkey") ? fileOf("sslkey", "postgresql.key") : undefined;
+  if (cert && !key)
+    throw fail(`sslcert "${cert.path}" has no private key: set sslkey (or PGSSLKEY)`);
+  if (cert && key) {
+    tls.cert = cert.content;
+    tls.key = key.content;
+  }
+  const passphrase = get("sslpassword");
+  if (passphrase) {
+    rememberSecret(passphrase);
+    tls.passphrase = passphrase;
+  }
+  return {
+    sslmode,
+    // As libpq: with a root certificate at hand, even prefer and require
+    // check the chain (but not the host name).
+    verify: sslmode === "verify-full" ? "full" : rootcert ? "chain" : "none",
+    ...(rootcert ? { rootcert } : {}),
+    tls,
+  };
+}
+
+function readTlsFile(keyword: string, path: string, fail: Fail): string {
+  try {
+    return readFileSync(path, "utf8");
+  } catch (err) {
+    const code = (err as { code?: string }).code;
+    const why =
+      code === "ENOENT"
+        ? "does not exist"
+        : code === "EACCES"
+          ? "cannot be read (permission denied)"
+          : code === "EISDIR"
+            ? "is a directory"
+            : `cannot be read (${code ?? (err as Error).message})`;
+    throw fail(`${keyword} file "${path}" ${why}`);
+  }
 }
 
 /**
