@@ -46,6 +46,9 @@ const state = (over: Partial<TableState> = {}): TableState => ({
   runsSinceDeleteCheck: 0,
   leaves: [{ oid: "100", relfilenode: "100" }],
   columns: null,
+  contentUntil: null,
+  types: null,
+  resyncReason: null,
   ...over,
 });
 const input = (over: Partial<PlanInput> = {}): PlanInput => ({
@@ -103,6 +106,26 @@ describe("planTable", () => {
     const ignored = planTable(input({ source }));
     assert.equal(ignored.deletes, "none");
     assert.match(ignored.notes.join(), /deletes are not tracked/);
+  });
+
+  test("after a rewrite, rows re-read before the watermark passes it are compared by content", () => {
+    const rewrite = planTable(input({ source: table([leaf("100", "555")]) }));
+    assert.equal(
+      rewrite.contentUntil,
+      1000n,
+      "the rewrite's rows are all below the snapshot's xmax",
+    );
+    const heldBack = planTable(
+      input({
+        state: state({ watermark: 950n, contentUntil: 1000n }),
+        snapshot: parseSnapshot("960:1005:960"),
+      }),
+    );
+    assert.equal(heldBack.compareContent, true);
+    assert.equal(heldBack.contentUntil, 1000n, "still ahead of the new watermark");
+    const passed = planTable(input({ state: state({ watermark: 1000n, contentUntil: 1000n }) }));
+    assert.equal(passed.compareContent, false);
+    assert.equal(passed.contentUntil, null);
   });
 
   test("a detached leaf forces the delete check", () => {

@@ -1,10 +1,15 @@
 import { Command, CommanderError, Option } from "commander";
 import { describeError } from "../db/connect.js";
 import { resolveDatabaseUrl } from "../db/database-url.js";
-import { selectTables, tablesFromConfig, tablesFromFlags } from "../config/resolve.js";
+import {
+  schemaPolicy,
+  selectTables,
+  tablesFromConfig,
+  tablesFromFlags,
+} from "../config/resolve.js";
 import { createLogger } from "../log.js";
 import { sync } from "../sync/run.js";
-import type { DeletesMode, Mode, TableSpec } from "../sync/types.js";
+import type { DeletesMode, DroppedColumns, Mode, SchemaChanges, TableSpec } from "../sync/types.js";
 import type { TuningInput } from "../sync/tuning.js";
 import { resolveTuning } from "../sync/tuning.js";
 import { InputError } from "../input-error.js";
@@ -68,6 +73,8 @@ async function resolveRequest(
     deletes?: DeletesMode;
     workers?: string;
     cursor?: string;
+    schemaChanges?: SchemaChanges;
+    droppedColumns?: DroppedColumns;
   },
 ): Promise<Resolved> {
   let source = flags.source;
@@ -102,6 +109,8 @@ async function resolveRequest(
   source = resolveDatabaseUrl("source", source);
   target = resolveDatabaseUrl("target", target);
   if (flags.deletes) tables = tables.map((t) => ({ ...t, deletes: flags.deletes! }));
+  const policy = schemaPolicy(flags.schemaChanges, flags.droppedColumns);
+  tables = tables.map((t) => ({ ...t, ...policy }));
   if (flags.workers !== undefined) tuning.workers = parsePositiveInt("--workers", flags.workers);
   return { source, target, tables, waitForLock, tuning };
 }
@@ -160,6 +169,18 @@ export function buildProgram(state: { exitCode: number }): Command {
         "soft",
       ]),
     )
+    .addOption(
+      new Option(
+        "--schema-changes <policy>",
+        "when a source table's schema changed: change the target to match, or fail the table (default evolve; overrides the config)",
+      ).choices(["evolve", "fail"]),
+    )
+    .addOption(
+      new Option(
+        "--dropped-columns <what>",
+        "a column dropped on the source: keep it on the target (no longer written) or drop it (default keep; overrides the config)",
+      ).choices(["keep", "drop"]),
+    )
     .option(
       "--workers <n>",
       "parallel COPY streams (default: $DEFAULT_WORKERS, or one per core up to 8)",
@@ -174,6 +195,8 @@ export function buildProgram(state: { exitCode: number }): Command {
           wait?: boolean;
           deletes?: DeletesMode;
           workers?: string;
+          schemaChanges?: SchemaChanges;
+          droppedColumns?: DroppedColumns;
         },
       ) => {
         // Without --log-level, createLogger falls back to $LOG_LEVEL, then info.

@@ -5,7 +5,7 @@ import {
   type QualifiedName,
 } from "../db/quote.js";
 import { InputError } from "../input-error.js";
-import type { Mode, TableSpec } from "../sync/types.js";
+import type { DroppedColumns, Mode, SchemaChanges, TableSpec } from "../sync/types.js";
 import type { ConfigFile } from "./schema.js";
 
 /** Turns config-file tables into TableSpecs, naming the entry at fault on error. */
@@ -21,11 +21,26 @@ export function tablesFromConfig(config: ConfigFile): TableSpec[] {
         ...(t.lookback !== undefined ? { lookback: t.lookback } : {}),
         ...(t.deletes ? { deletes: t.deletes } : {}),
         ...(t.deleteCheckEvery !== undefined ? { deleteCheckEvery: t.deleteCheckEvery } : {}),
+        ...schemaPolicy(
+          t.schemaChanges ?? config.schemaChanges,
+          t.droppedColumns ?? config.droppedColumns,
+        ),
       };
     } catch (err) {
       throw new InputError(`tables.${i}: ${(err as Error).message}`, { cause: err });
     }
   });
+}
+
+/** A table's schema policy, only the keys given (the engine has the defaults). */
+export function schemaPolicy(
+  schemaChanges: SchemaChanges | undefined,
+  droppedColumns: DroppedColumns | undefined,
+): Pick<TableSpec, "schemaChanges" | "droppedColumns"> {
+  return {
+    ...(schemaChanges ? { schemaChanges } : {}),
+    ...(droppedColumns ? { droppedColumns } : {}),
+  };
 }
 
 /** `--table SRC[:DST]` flags into TableSpecs. */

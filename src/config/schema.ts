@@ -36,6 +36,8 @@ export const tableSchema = z.strictObject({
     ])
     .optional(),
   schedule: z.string().min(1).optional(),
+  schemaChanges: z.enum(["evolve", "fail"]).optional(),
+  droppedColumns: z.enum(["keep", "drop"]).optional(),
 });
 
 export const configSchema = z.strictObject({
@@ -47,6 +49,9 @@ export const configSchema = z.strictObject({
   minBatchSize: z.number().int().min(1).optional(),
   maxBatchSize: z.number().int().min(1).optional(),
   waitForLock: z.boolean().optional(),
+  /** Defaults for every table; a table's own key wins. */
+  schemaChanges: z.enum(["evolve", "fail"]).optional(),
+  droppedColumns: z.enum(["keep", "drop"]).optional(),
   tables: z.array(tableSchema).min(1),
 });
 

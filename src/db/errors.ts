@@ -5,6 +5,7 @@ export const SQLSTATE = {
   cannotConnectNow: "57P03",
   adminShutdown: "57P01",
   undefinedTable: "42P01",
+  undefinedColumn: "42703",
   insufficientPrivilege: "42501",
   queryCanceled: "57014",
   lockNotAvailable: "55P03",

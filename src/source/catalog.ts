@@ -33,7 +33,14 @@ export interface Column {
 
 /** A user-defined type a table depends on, which the target must have too. */
 export type UserType =
-  | { kind: "enum"; name: QualifiedName; sql: string; labels: string[] }
+  | {
+      kind: "enum";
+      name: QualifiedName;
+      sql: string;
+      labels: string[];
+      /** pg_enum oids, label for label: a RENAME VALUE keeps the oid. */
+      labelOids: string[];
+    }
   | {
       kind: "domain";
       name: QualifiedName;
@@ -47,7 +54,8 @@ export type UserType =
       kind: "composite";
       name: QualifiedName;
       sql: string;
-      attributes: { name: string; type: string }[];
+      /** attnum is stable across RENAME ATTRIBUTE, as a column's is. */
+      attributes: { attnum: number; name: string; type: string }[];
     }
   | { kind: "external"; name: QualifiedName; sql: string };
 
@@ -289,11 +297,17 @@ async function readUserTypes(client: pg.Client, rootTypeOids: number[]): Promise
     const name = { schema: t.schema, name: t.name };
     switch (t.typtype) {
       case "e": {
-        const labels = await client.query<{ l: string }>(
-          "SELECT enumlabel AS l FROM pg_enum WHERE enumtypid = $1::oid ORDER BY enumsortorder",
+        const labels = await client.query<{ l: string; oid: string }>(
+          "SELECT enumlabel AS l, oid::text AS oid FROM pg_enum WHERE enumtypid = $1::oid ORDER BY enumsortorder",
           [oid],
         );
-        ordered.push({ kind: "enum", name, sql: t.sql, labels: labels.rows.map((x) => x.l) });
+        ordered.push({
+          kind: "enum",
+          name,
+          sql: t.sql,
+          labels: labels.rows.map((x) => x.l),
+          labelOids: labels.rows.map((x) => x.oid),
+        });
         return;
       }
       case "d": {
@@ -314,8 +328,13 @@ async function readUserTypes(client: pg.Client, rootTypeOids: number[]): Promise
         return;
       }
       case "c": {
-        const attrs = await client.query<{ name: string; type: string; typid: number }>(
-          `SELECT attname AS name, format_type(atttypid, atttypmod) AS type, atttypid::int AS typid
+        const attrs = await client.query<{
+          attnum: number;
+          name: string;
+          type: string;
+          typid: number;
+        }>(
+          `SELECT attnum::int AS attnum, attname AS name, format_type(atttypid, atttypmod) AS type, atttypid::int AS typid
              FROM pg_attribute WHERE attrelid = $1::oid AND attnum > 0 AND NOT attisdropped ORDER BY attnum`,
           [t.relid],
         );
@@ -324,7 +343,7 @@ async function readUserTypes(client: pg.Client, rootTypeOids: number[]): Promise
           kind: "composite",
           name,
           sql: t.sql,
-          attributes: attrs.rows.map((a) => ({ name: a.name, type: a.type })),
+          attributes: attrs.rows.map((a) => ({ attnum: a.attnum, name: a.name, type: a.type })),
         });
         return;
       }
@@ -336,4 +355,29 @@ async function readUserTypes(client: pg.Client, rootTypeOids: number[]): Promise
 
   for (const oid of rootTypeOids) await visit(oid);
   return ordered;
+}
+
+/**
+ * The value rows written before a column was added carry (its "fast
+ * default", pg_attribute.attmissingval, as text), per leaf holding rows:
+ * leaf oid → column name → value, or null where the leaf has none (its old
+ * rows read NULL). Read in the caller's snapshot.
+ */
+export async function readMissingValues(
+  client: pg.Client,
+  leafOids: string[],
+  columns: string[],
+): Promise<Map<string, Map<string, string | null>>> {
+  const { rows } = await client.query<{ leaf: string; name: string; value: string | null }>(
+    // attmissingval is a one-element array of the column's type; its text
+    // form, read back as text[], gives the element's own text.
+    `SELECT attrelid::text AS leaf, attname AS name,
+            CASE WHEN atthasmissing THEN (attmissingval::text::text[])[1] END AS value
+       FROM pg_attribute
+      WHERE attrelid = ANY($1::oid[]) AND attname = ANY($2::text[]) AND attnum > 0 AND NOT attisdropped`,
+    [leafOids, columns],
+  );
+  const out = new Map<string, Map<string, string | null>>(leafOids.map((oid) => [oid, new Map()]));
+  for (const r of rows) out.get(r.leaf)?.set(r.name, r.value);
+  return out;
 }

@@ -36,6 +36,12 @@ export interface Plan {
   cursor: { column: string; type: string } | null;
   /** The watermark the run commits: the snapshot's xmin (null without xmin). */
   watermark: bigint | null;
+  /**
+   * What the run stores as contentUntil: rows below this xid may have a
+   * target source_xmin older than their source xmin (this run rewrote them
+   * by content, or an earlier one did and the watermark has not passed it).
+   */
+  contentUntil: bigint | null;
   /** Things the user should know that do not stop the run (a TRUNCATE not propagated, a detached partition). */
   notes: string[];
 }
@@ -51,6 +57,8 @@ export interface PlanInput {
   target: { exists: boolean; empty: boolean; softDeleteColumn: boolean };
   /** The source has rows (asked only when the target is empty but has a watermark). */
   sourceHasRows: boolean;
+  /** A schema change that needs the table copied whole and compared (a column rebuilt, a new key). */
+  schemaResync?: string | null;
   now: Date;
 }
 
@@ -140,6 +148,7 @@ function fullResyncReason(p: PlanInput, byCursor: boolean): string | null {
     return "source timeline changed (failover or restore)";
   if (state.sourceDatabaseOid !== id.databaseOid) return "source database changed";
   if (state.sourceTableOid !== source.oid) return "source table was recreated";
+  if (p.schemaResync) return p.schemaResync;
   // Someone emptied the copy (TRUNCATE): an incremental run would not bring the old rows back.
   if (p.target.empty && p.sourceHasRows) return "target table is empty";
   if (byCursor) return null;
@@ -225,6 +234,8 @@ export function planTable(p: PlanInput): Plan {
       filter: { kind: "all" },
       // Equal xmins prove nothing across a new identity, a restore or a view.
       compareContent: true,
+      // Rows left unwritten keep the source_xmin of the copy they came from.
+      contentUntil: into === "staging" && hasXmin ? p.snapshot.xmax : null,
       deletes: into === "staging" ? "against-staged" : "none",
     };
   }
@@ -255,6 +266,17 @@ export function planTable(p: PlanInput): Plan {
         lookback: lookbackValue(cursor!.type, spec.lookback),
       }
     : { kind: "xmin", since: state!.watermark! };
+  // Rows written by a rewrite keep their old source_xmin in the target when
+  // their content is the same: until the watermark passes the rewrite,
+  // rows re-read are compared by content too, or they would all be
+  // rewritten once more for an xmin alone.
+  const rewritten = leaves.replaced.length > 0;
+  const carried =
+    state!.contentUntil !== null && state!.contentUntil > (base.watermark ?? 0n)
+      ? state!.contentUntil
+      : null;
+  const contentUntil = rewritten ? p.snapshot.xmax : byCursor ? null : carried;
+  const since = state!.watermark ?? 0n;
   return {
     ...base,
     mode: byCursor ? "timestamp" : "xmin",
@@ -263,7 +285,9 @@ export function planTable(p: PlanInput): Plan {
     filter,
     newLeaves: leaves.added,
     // Without xmin (timestamp mode), or after a rewrite, content decides.
-    compareContent: byCursor || leaves.replaced.length > 0,
+    compareContent:
+      byCursor || rewritten || (state!.contentUntil !== null && since < state!.contentUntil),
+    contentUntil,
     deletes: checkDeletes ? "against-keys" : "none",
   };
 }
