@@ -5,7 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { runCli, spawnCli, type CliResult } from "./helpers/cli.js";
 import { startCluster, type Cluster } from "./helpers/cluster.js";
-import { createVendorAndWarehouse, socketSql } from "./helpers/servers.js";
+import { createVendorAndWarehouse, socketSql } from "./helpers/conn-server.js";
 import { configureServer, makeCa, makeCert } from "./helpers/tls.js";
 
 /**

@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import pg from "pg";
 import type { Cluster } from "./cluster.js";
-import { handToPostgres, socketSql, writeHba } from "./servers.js";
+import { handToPostgres, socketSql, writeHba } from "./conn-server.js";
 
 const exec = promisify(execFile);
 
