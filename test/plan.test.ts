@@ -22,8 +22,11 @@ const table = (leaves = [leaf("100", "100")]): SourceTable => ({
   oid: "99",
   relkind: "p",
   columns: [],
-  primaryKey: ["id"],
+  uniqueIndexes: [
+    { name: "t_pkey", primary: true, columns: ["id"], shown: ["id"], unusable: null },
+  ],
   userTypes: [],
+  collations: [],
   leaves,
   bytes: 8192,
   estimatedRows: 10,
@@ -60,6 +63,7 @@ const input = (over: Partial<PlanInput> = {}): PlanInput => ({
   state: state(),
   target: { exists: true, empty: false, softDeleteColumn: false },
   sourceHasRows: true,
+  keyEnforced: true,
   now: new Date(),
   ...over,
 });
@@ -85,6 +89,17 @@ describe("planTable", () => {
     assert.deepEqual(
       [emptied.mode, emptied.into, emptied.deletes],
       ["full", "staging", "against-staged"],
+    );
+  });
+
+  test("an empty target nobody synced is filled in place only under a key the source enforces", () => {
+    const empty = { exists: true, empty: true, softDeleteColumn: false };
+    assert.equal(planTable(input({ state: null, target: empty })).into, "empty-table");
+    const given = planTable(input({ state: null, target: empty, keyEnforced: false }));
+    assert.equal(
+      given.into,
+      "staging",
+      "staged first, so duplicate keys are refused before a part commits",
     );
   });
 

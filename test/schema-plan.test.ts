@@ -21,6 +21,8 @@ const column = (
   collation: null,
   binarySafe: true,
   integer: false,
+  equality: null,
+  hash: null,
   ...over,
 });
 const targetColumn = (name: string, type: string, over: Partial<TargetColumn> = {}) => ({

@@ -1,3 +1,4 @@
+import { fileURLToPath } from "node:url";
 import { Command, CommanderError, Option } from "commander";
 import { describeError } from "../db/connect.js";
 import { resolveDatabaseUrl } from "../db/database-url.js";
@@ -122,6 +123,23 @@ function parsePositiveInt(flag: string, value: string): number {
       `${flag} takes a whole number of at least 1, not ${JSON.stringify(value)}`,
     );
   return n;
+}
+
+/**
+ * The bench's harness (bench/) lives in the repository, not in the
+ * published package: an installed xmin-sync says where to run it.
+ */
+async function loadBench() {
+  try {
+    return await import("../../bench/bench.js");
+  } catch (err) {
+    const harness = fileURLToPath(new URL("../../bench/bench.js", import.meta.url));
+    if ((err as { code?: string }).code === "ERR_MODULE_NOT_FOUND" && String(err).includes(harness))
+      throw new InputError(
+        "the bench runs from a clone of the repository, which holds its harness: clone it, run npm ci there, then npx xmin-sync bench",
+      );
+    throw err;
+  }
 }
 
 export function buildProgram(state: { exitCode: number }): Command {
@@ -289,19 +307,22 @@ export function buildProgram(state: { exitCode: number }): Command {
   program
     .command("bench")
     .description(
-      "measure full and incremental loads for 1..N workers, against a psql COPY pipe, pgcopydb and pg_comparator",
+      "measure every path (full load, incremental, deletes, timestamp mode, validate, --deep, --repair) against a reference, in a clone of the repository",
     )
     .option("--source <url>", "existing source server (default: start throwaway servers)")
     .option("--target <url>", "existing target server (needs CREATEDB)")
     .option("--scale <n>", "pgbench scale: 100,000 rows per unit", "20")
-    .option("--workers <n>", "measure 1..n workers (default: one per core, up to 8)")
     .option(
-      "--runs <n>",
-      "alternating rounds of the comparisons with pgcopydb and pg_comparator",
-      "3",
+      "--workers <n>",
+      "workers of each run; full loads also with 1..n-1 (default: one per core, up to 8)",
     )
+    .option("--runs <n>", "rounds: each path alternates with its reference this many times", "3")
     .option("--out <dir>", "where to write the Markdown and JSON results", "bench/results")
-    .option("--no-deep", "skip the deep-validation comparison")
+    .option("--no-deep", "skip validate --deep and --repair")
+    .option(
+      "--timeout <seconds>",
+      "stop each xmin-sync run after this long and report it as timed out (default: ten full loads, at least 120)",
+    )
     .action(
       async (flags: {
         source?: string;
@@ -311,11 +332,12 @@ export function buildProgram(state: { exitCode: number }): Command {
         runs: string;
         out: string;
         deep: boolean;
+        timeout?: string;
       }) => {
         if ((flags.source === undefined) !== (flags.target === undefined)) {
           throw new InputError("give both --source and --target, or neither");
         }
-        const { runBench, writeResults } = await import("../bench/bench.js");
+        const { runBench, writeResults } = await loadBench();
         const result = await runBench({
           ...(flags.source ? { source: flags.source } : {}),
           ...(flags.target ? { target: flags.target } : {}),
@@ -324,16 +346,14 @@ export function buildProgram(state: { exitCode: number }): Command {
             ? parsePositiveInt("--workers", flags.workers)
             : resolveTuning().workers,
           runs: parsePositiveInt("--runs", flags.runs),
-          out: flags.out,
           deep: flags.deep,
+          ...(flags.timeout
+            ? { timeoutSeconds: parsePositiveInt("--timeout", flags.timeout) }
+            : {}),
           say: (line) => process.stderr.write(`bench: ${line}\n`),
         });
-        const stem = await writeResults(
-          flags.out,
-          parsePositiveInt("--scale", flags.scale),
-          result,
-        );
-        process.stdout.write(result.markdown);
+        const { stem, markdown } = await writeResults(flags.out, result);
+        process.stdout.write(markdown);
         process.stderr.write(`bench: results written to ${stem}.md and ${stem}.json\n`);
       },
     );

@@ -9,6 +9,8 @@ export const SQLSTATE = {
   insufficientPrivilege: "42501",
   queryCanceled: "57014",
   lockNotAvailable: "55P03",
+  uniqueViolation: "23505",
+  notNullViolation: "23502",
 } as const;
 
 /**

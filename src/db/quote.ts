@@ -26,7 +26,8 @@ export function displayName(q: QualifiedName): string {
   return `${displayIdent(q.schema)}.${displayIdent(q.name)}`;
 }
 
-function displayIdent(name: string): string {
+/** One name as a user would type it: quoted only where PostgreSQL needs it. */
+export function displayIdent(name: string): string {
   return /^[a-z_][a-z0-9_$]*$/.test(name) ? name : quoteIdent(name);
 }
 

@@ -146,7 +146,12 @@ export async function evolveTarget(
   table: SourceTable,
   evolution: Evolution,
 ): Promise<string[]> {
-  const typeChanges = await ensureUserTypes(target, table.userTypes, evolution.storedTypes);
+  const typeChanges = await ensureUserTypes(
+    target,
+    table.userTypes,
+    evolution.storedTypes,
+    table.collations,
+  );
   const plan = evolution.plan;
   if (!plan || plan.changes.length === 0) return typeChanges;
   await alterTargetTable(target, targetName, plan.steps, {

@@ -4,7 +4,6 @@ import { XMIN_RELKINDS, type Column, type SourceTable } from "../source/catalog.
 import type { RowFilter } from "../source/read.js";
 import type { SourceIdentity, Snapshot } from "../source/snapshot.js";
 import { needsFullRescan } from "../source/xid.js";
-import { RESERVED_COLUMNS } from "../target/ddl.js";
 import type { StoredLeaf, TableState } from "../target/state.js";
 import type { TableSpec } from "./types.js";
 
@@ -59,31 +58,9 @@ export interface PlanInput {
   sourceHasRows: boolean;
   /** A schema change that needs the table copied whole and compared (a column rebuilt, a new key). */
   schemaResync?: string | null;
+  /** The source keeps the key unique and NOT NULL itself (source/key.ts). */
+  keyEnforced: boolean;
   now: Date;
-}
-
-export function resolveKey(table: SourceTable, spec: TableSpec): string[] {
-  const key = spec.key ?? table.primaryKey;
-  if (!key || key.length === 0) {
-    throw new InputError(
-      `source table ${displayName(table.name)} has no primary key; give its key columns (--key or key: [...] in the config)`,
-    );
-  }
-  const names = new Set(table.columns.map((c) => c.name));
-  for (const k of key) {
-    if (!names.has(k))
-      throw new InputError(
-        `key column ${quoteIdent(k)} is not a column of ${displayName(table.name)}`,
-      );
-  }
-  for (const r of RESERVED_COLUMNS) {
-    if (names.has(r)) {
-      throw new InputError(
-        `source table ${displayName(table.name)} has a column named ${r}, which xmin-sync reserves`,
-      );
-    }
-  }
-  return key;
 }
 
 const TIME_TYPES = /^(timestamp|date)/;
@@ -222,8 +199,10 @@ export function planTable(p: PlanInput): Plan {
       ? "new-table"
       : // Straight into an empty table only when nothing is stored for it: with a
         // stored watermark, a reload cut off midway would leave a half-filled
-        // table next to a watermark that says its rows were copied.
-        p.target.empty && state === null
+        // table next to a watermark that says its rows were copied. And only
+        // under a key the source enforces: otherwise the rows are staged, so
+        // duplicate or NULL keys are refused before any part commits.
+        p.target.empty && state === null && p.keyEnforced
         ? "empty-table"
         : "staging";
     return {

@@ -1,11 +1,19 @@
 import type pg from "pg";
 import type { LimitFunction } from "p-limit";
 import { connect } from "../db/connect.js";
-import { displayName, quoteIdent, quoteQualified, type QualifiedName } from "../db/quote.js";
+import { keyNames } from "../db/key.js";
+import {
+  displayIdent,
+  displayName,
+  quoteIdent,
+  quoteQualified,
+  type QualifiedName,
+} from "../db/quote.js";
 import { readServerInfo } from "../db/server.js";
 import type { Logger } from "../log.js";
 import { readSourceTable, type SourceTable } from "../source/catalog.js";
 import { planParts } from "../source/chunks.js";
+import { resolveKey } from "../source/key.js";
 import type { SourceRun } from "../source/run.js";
 import {
   checkTargetTable,
@@ -27,7 +35,7 @@ import {
   storedColumns,
   type Evolution,
 } from "./evolve.js";
-import { planTable, resolveKey, type Plan } from "./plan.js";
+import { planTable, type Plan } from "./plan.js";
 import { stageRows } from "./stage.js";
 import { checkSnapshotNotStale } from "./stale.js";
 import type { Tuning } from "./tuning.js";
@@ -72,6 +80,12 @@ export async function syncTable(
     source = await run.openReader();
     const table = await readSourceTable(source, spec.source);
     const key = resolveKey(table, spec);
+    if (key.index !== null) {
+      log.info(
+        { key: keyNames(key.columns), index: key.index },
+        `no primary key: keyed by unique index ${displayIdent(key.index)}`,
+      );
+    }
     await run.lockTable(source, table, opts.sourceLockTimeoutMs);
 
     // 2. Lock the target table: one run per table at a time.
@@ -88,7 +102,7 @@ export async function syncTable(
     // 4. What the source's schema changed since, and the plan: values computed once.
     const evolution = await planEvolution(source, {
       table,
-      key,
+      key: keyNames(key.columns),
       state,
       identity: run.identity,
       targetName,
@@ -112,6 +126,7 @@ export async function syncTable(
       sourceHasRows:
         existing !== null && empty && state !== null && !(await hasNoRows(source, spec.source)),
       schemaResync: evolution.plan?.resync ?? state?.resyncReason ?? null,
+      keyEnforced: key.enforced,
       now: new Date(),
     });
     log.info(
@@ -125,7 +140,7 @@ export async function syncTable(
       target,
       targetName,
       table,
-      key,
+      keyNames(key.columns),
       existing,
       plan,
       evolution,
@@ -134,7 +149,7 @@ export async function syncTable(
     const parts = await planParts(source, run.server, table, {
       workers: opts.tuning.workers,
       minRows: opts.tuning.minBatchSize,
-      key,
+      key: keyNames(key.columns),
       newLeaves: plan.newLeaves,
     });
     const ctx: TableContext = {
@@ -151,7 +166,8 @@ export async function syncTable(
       tuning: opts.tuning,
       table,
       targetName,
-      key,
+      key: key.columns,
+      keyEnforced: key.enforced,
       progress: (phase, p) =>
         opts.onProgress?.({
           table: tableName,

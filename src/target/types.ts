@@ -1,6 +1,7 @@
 import type pg from "pg";
 import { displayName, quoteIdent, quoteLiteral, quoteQualified } from "../db/quote.js";
-import type { UserType } from "../source/catalog.js";
+import type { CollationDef, UserType } from "../source/catalog.js";
+import { ensureCollations } from "./collations.js";
 import { lockSharedDdl } from "./project.js";
 import type { StoredColumn, StoredType } from "./state.js";
 
@@ -282,11 +283,13 @@ export async function ensureUserTypes(
   client: pg.Client,
   types: UserType[],
   stored: StoredType[] | null,
+  collations: CollationDef[] = [],
 ): Promise<string[]> {
-  if (types.length === 0) return [];
+  if (types.length === 0 && collations.length === 0) return [];
   await client.query("BEGIN");
   try {
     await lockSharedDdl(client);
+    await ensureCollations(client, collations);
     const existing = await readTargetTypes(client, types);
     // Dependencies first (types is in that order); changes may use new types.
     for (const t of types) {

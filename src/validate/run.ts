@@ -6,7 +6,8 @@ import { silentLogger, type Logger } from "../log.js";
 import { readSourceTable, XMIN_RELKINDS } from "../source/catalog.js";
 import { parseSnapshot } from "../source/snapshot.js";
 import { SourceRun } from "../source/run.js";
-import { resolveKey } from "../sync/plan.js";
+import { keyNames } from "../db/key.js";
+import { resolveKey } from "../source/key.js";
 import type { TableSpec } from "../sync/types.js";
 import { checkTargetTable, readTargetTable, SOURCE_DELETED_AT } from "../target/ddl.js";
 import { lockTargetTable } from "../target/lock.js";
@@ -132,12 +133,12 @@ async function validateTable(
   const targetRead = await connect(opts.target, "target");
   try {
     const table = await readSourceTable(reader, spec.source);
-    const key = resolveKey(table, spec);
+    const key = resolveKey(table, spec).columns;
     const hasXmin = XMIN_RELKINDS.has(table.relkind);
     const existing = await readTargetTable(targetRead, targetName);
     if (!existing)
       throw new Error(`target table ${displayName(targetName)} does not exist; run sync first`);
-    checkTargetTable(targetName, existing, table.columns, key);
+    checkTargetTable(targetName, existing, table.columns, keyNames(key));
     const softDeletes = existing.columns.has(SOURCE_DELETED_AT);
     if (opts.deep) await checkSameEncoding(reader, targetRead);
     const state = await readState(targetRead, targetName).catch(() => null);
