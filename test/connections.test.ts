@@ -7,7 +7,12 @@ import { join } from "node:path";
 import { runCli } from "./helpers/cli.js";
 import { startCluster, type Cluster } from "./helpers/cluster.js";
 import { assertOneLineError } from "./helpers/one-line.js";
-import { createVendorAndWarehouse, socketSql, syncAndCount, writeHba } from "./helpers/conn-server.js";
+import {
+  createVendorAndWarehouse,
+  socketSql,
+  syncAndCount,
+  writeHba,
+} from "./helpers/conn-server.js";
 
 /**
  * The forms of connection a psql user brings, run through the built CLI

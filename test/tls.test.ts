@@ -5,7 +5,12 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { startCluster, type Cluster } from "./helpers/cluster.js";
 import { assertOneLineError } from "./helpers/one-line.js";
-import { createVendorAndWarehouse, socketSql, syncAndCount, writeHba } from "./helpers/conn-server.js";
+import {
+  createVendorAndWarehouse,
+  socketSql,
+  syncAndCount,
+  writeHba,
+} from "./helpers/conn-server.js";
 import { configureServer, makeCa, makeCert } from "./helpers/tls.js";
 
 /**

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { chown, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import pg from "pg";
-import { postgresIds } from "../../src/servers/cluster.js";
+import { serverUser } from "../../src/demo/servers.js";
 import { runCli, type CliResult } from "./cli.js";
 import type { Cluster } from "./cluster.js";
 
@@ -14,7 +14,7 @@ import type { Cluster } from "./cluster.js";
 
 /** Gives the server's user a file it must read (its key must be its own, mode 0600). */
 export async function handToPostgres(path: string): Promise<void> {
-  const ids = postgresIds();
+  const ids = serverUser();
   if (ids) await chown(path, ids.uid, ids.gid);
 }
 
