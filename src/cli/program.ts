@@ -1,6 +1,7 @@
 import { fileURLToPath } from "node:url";
 import { Command, CommanderError, Option } from "commander";
 import { describeError } from "../db/connect.js";
+import { resolveDatabaseUrl } from "../db/database-url.js";
 import {
   schemaPolicy,
   selectTables,
@@ -106,10 +107,8 @@ async function resolveRequest(
       ...(flags.cursor ? { cursor: flags.cursor } : {}),
     });
   }
-  source ??= process.env.SOURCE_DATABASE_URL;
-  target ??= process.env.TARGET_DATABASE_URL;
-  if (!source) throw new InputError("no source database: pass --source or set SOURCE_DATABASE_URL");
-  if (!target) throw new InputError("no target database: pass --target or set TARGET_DATABASE_URL");
+  source = resolveDatabaseUrl("source", source);
+  target = resolveDatabaseUrl("target", target);
   if (flags.deletes) tables = tables.map((t) => ({ ...t, deletes: flags.deletes! }));
   const policy = schemaPolicy(flags.schemaChanges, flags.droppedColumns);
   tables = tables.map((t) => ({ ...t, ...policy }));
@@ -300,9 +299,7 @@ export function buildProgram(state: { exitCode: number }): Command {
   ).action(async (flags: CommonFlags) => {
     let target = flags.target;
     if (!target && flags.config) target = (await loadConfig(flags.config)).target;
-    target ??= process.env.TARGET_DATABASE_URL;
-    if (!target)
-      throw new InputError("no target database: pass --target or set TARGET_DATABASE_URL");
+    target = resolveDatabaseUrl("target", target);
     const { status } = await import("./status.js");
     await status(target, { json: flags.json ?? false });
   });
