@@ -1,7 +1,8 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import type pg from "pg";
-import { runCli, spawnCli } from "./helpers/cli.js";
+import { waitFor } from "./helpers/activity.js";
+import { killChildren, runCli, spawnCli } from "./helpers/cli.js";
 import { startCluster, type Cluster } from "./helpers/cluster.js";
 import { assertSameRows } from "./helpers/compare.js";
 
@@ -12,20 +13,6 @@ import { assertSameRows } from "./helpers/compare.js";
  * table late in a multi-table run) reads from a snapshot older than the one
  * the other run committed: it must not write that older data over the newer.
  */
-
-async function waitFor<T>(
-  what: string,
-  probe: () => Promise<T | undefined | null | false>,
-  timeoutMs = 20_000,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await probe();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 describe("two runs on one table", () => {
   let source: Cluster;
@@ -46,10 +33,7 @@ describe("two runs on one table", () => {
     `);
   });
   after(async () => {
-    for (const c of children) {
-      if (c.child.exitCode === null && c.child.signalCode === null) c.child.kill("SIGKILL");
-      await c.done;
-    }
+    await killChildren(children);
     await Promise.all(blockers.map((b) => b.end().catch(() => undefined)));
     await Promise.all([source?.stop(), target?.stop()]);
   });
