@@ -398,7 +398,8 @@ class Harness {
     for (const [phase, re] of statements) {
       if (active.some((b) => re.test(b.query))) return phase;
     }
-    return active.length > 0 ? "other" : "between statements";
+    const other = active[0]?.query.match(/^\s*(\w+)/)?.[1]?.toUpperCase();
+    return other ? `other (${other})` : "between statements";
   }
 
   private async targetHasItems(): Promise<boolean> {
