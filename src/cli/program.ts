@@ -10,11 +10,19 @@ import {
 } from "../config/resolve.js";
 import { createLogger } from "../log.js";
 import { sync } from "../sync/run.js";
-import type { DeletesMode, DroppedColumns, Mode, SchemaChanges, TableSpec } from "../sync/types.js";
+import type {
+  DeletesMode,
+  DroppedColumns,
+  Mode,
+  SchemaChanges,
+  TableResult,
+  TableSpec,
+} from "../sync/types.js";
 import type { TuningInput } from "../sync/tuning.js";
 import { resolveTuning } from "../sync/tuning.js";
 import { InputError } from "../input-error.js";
 import { formatReport, formatResult } from "./output.js";
+import { interruptedLine, interruptOnSignals, SIGNAL_EXIT_CODE } from "./signals.js";
 
 /** Exit codes: 0 every table ok, 1 a table failed, 2 bad input (usage, config). */
 export const EXIT = { ok: 0, failed: 1, usage: 2 } as const;
@@ -224,7 +232,8 @@ export function buildProgram(state: { exitCode: number }): Command {
         const progress = createProgress(logger, {
           tty: process.stderr.isTTY === true && !flags.json,
         });
-        let results;
+        const interrupt = interruptOnSignals();
+        let results: TableResult[];
         try {
           results = await sync({
             source: req.source,
@@ -235,14 +244,25 @@ export function buildProgram(state: { exitCode: number }): Command {
             tuning: req.tuning,
             onProgress: progress.onProgress,
             logger,
+            signal: interrupt.signal,
           });
+        } catch (err) {
+          const sig = interrupt.received();
+          if (!sig) throw err;
+          results = [];
         } finally {
           progress.stop();
+          interrupt.dispose();
         }
         for (const r of results) {
           process.stdout.write((flags.json ? JSON.stringify(r) : formatResult(r)) + "\n");
         }
         state.exitCode = results.every((r) => r.status === "ok") ? EXIT.ok : EXIT.failed;
+        const sig = interrupt.received();
+        if (sig) {
+          process.stderr.write(interruptedLine(sig, results) + "\n");
+          state.exitCode = SIGNAL_EXIT_CODE[sig];
+        }
       },
     );
 
