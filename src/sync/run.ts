@@ -1,3 +1,4 @@
+import { preflight } from "../check/run.js";
 import { connect, describeError } from "../db/connect.js";
 import { displayName } from "../db/quote.js";
 import { isRetryable } from "../db/errors.js";
@@ -22,6 +23,8 @@ const RETRY_ATTEMPTS = 3;
 export async function sync(opts: SyncOptions): Promise<TableResult[]> {
   const logger = opts.logger ?? silentLogger;
   checkDistinctTargets(opts.tables);
+  // Everything the run needs, checked on both servers before anything is written.
+  const checked = await preflight({ ...opts, logger });
 
   // Fail early, with nothing written, when the target is unreachable. The
   // project schema is created per table once its source checks pass, so a
@@ -45,7 +48,9 @@ export async function sync(opts: SyncOptions): Promise<TableResult[]> {
     const pool = pLimit(tuning.workers);
     const tables = pLimit(tuning.workers);
     return await Promise.all(
-      opts.tables.map((spec) => tables(() => syncOne(run, opts, spec, pool, tuning))),
+      opts.tables.map(
+        (spec, i) => checked.refused(i) ?? tables(() => syncOne(run, opts, spec, pool, tuning)),
+      ),
     );
   } finally {
     await run.close();
@@ -89,6 +94,7 @@ async function syncOne(
         const r = await syncTable(retryRun ?? shared, opts.target, spec, {
           full: opts.full ?? false,
           waitForLock: opts.waitForLock ?? false,
+          waitTimeoutMs: opts.waitTimeoutMs,
           sourceLockTimeoutMs: opts.sourceLockTimeoutMs ?? 60_000,
           allowMassDelete: opts.allowMassDelete ?? false,
           massDeleteShare: opts.massDeleteShare ?? 0.5,

@@ -29,6 +29,7 @@ import type { ProgressEvent, TableResult, TableSpec } from "./types.js";
 export interface TableRunOptions extends ApplyOptions {
   full: boolean;
   waitForLock: boolean;
+  waitTimeoutMs?: number | undefined;
   sourceLockTimeoutMs: number;
   logger: Logger;
   pool: LimitFunction;
@@ -70,7 +71,11 @@ export async function syncTable(
     // 2. Lock the target table: one run per table at a time.
     const targetServer = await readServerInfo(target);
     await ensureProjectSchema(target);
-    await lockTargetTable(target, targetName, { wait: opts.waitForLock });
+    await lockTargetTable(target, targetName, {
+      wait: opts.waitForLock,
+      timeoutMs: opts.waitTimeoutMs,
+      log: (fields, msg) => log.info(fields, msg),
+    });
 
     // 3. Read what the last run stored, and what the target holds.
     const state = await readState(target, targetName);

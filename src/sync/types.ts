@@ -53,6 +53,8 @@ export interface SyncOptions {
   full?: boolean;
   /** Wait for another run on the same table to finish instead of failing. */
   waitForLock?: boolean;
+  /** With waitForLock: give up after this many milliseconds (default: no limit). */
+  waitTimeoutMs?: number;
   /** Parallel COPY streams and batch sizes; see resolveTuning for defaults. */
   tuning?: Partial<Tuning>;
   onProgress?: (e: ProgressEvent) => void;

@@ -7,7 +7,7 @@ import {
   type QualifiedName,
 } from "../db/quote.js";
 import type { Column, UserType } from "../source/catalog.js";
-import { lockSharedDdl } from "./project.js";
+import { createSchemaIfMissing, lockSharedDdl } from "./project.js";
 
 /** Columns the target table carries besides the source's. */
 export const SOURCE_XMIN = "source_xmin";
@@ -114,7 +114,7 @@ async function createOrUpdateTypes(client: pg.Client, types: UserType[]): Promis
       }
       continue;
     }
-    await client.query(`CREATE SCHEMA IF NOT EXISTS ${quoteIdent(t.name.schema)}`);
+    await createSchemaIfMissing(client, t.name.schema);
     switch (t.kind) {
       case "enum":
         await client.query(`CREATE TYPE ${q} AS ENUM (${t.labels.map(quoteLiteral).join(", ")})`);
@@ -168,7 +168,7 @@ export function createTableSql(
 export function checkTargetTable(
   target: QualifiedName,
   t: TargetTable,
-  columns: Column[],
+  columns: Pick<Column, "name" | "type">[],
   key: string[],
 ): string[] {
   for (const c of columns) {

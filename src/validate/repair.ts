@@ -17,7 +17,7 @@ import type { Difference } from "./deep.js";
  * `(t.k1, t.k2) IN (…)` for a list of keys given as JSON text arrays; each
  * value cast back to its column's type. `json` is a SQL expression yielding jsonb.
  */
-function keyMatchSql(key: string[], keyTypes: string[], json: string): string {
+export function keyMatchSql(key: string[], keyTypes: string[], json: string): string {
   const cols = key.map((k) => `t.${quoteIdent(k)}`).join(", ");
   const values = keyTypes.map((type, i) => `(e.v->>${i})::${type}`).join(", ");
   return `(${cols}) IN (SELECT ${values} FROM jsonb_array_elements(${json}) AS e(v))`;

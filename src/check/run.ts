@@ -1,0 +1,107 @@
+import type pg from "pg";
+import { connect } from "../db/connect.js";
+import { displayName } from "../db/quote.js";
+import { InputError } from "../input-error.js";
+import { silentLogger, type Logger } from "../log.js";
+import type { TableResult, TableSpec } from "../sync/types.js";
+import { warning, type Finding } from "./findings.js";
+import { readServerFacts, serverFindings } from "./server.js";
+import { checkSourceTables } from "./source.js";
+import { checkTarget } from "./target.js";
+
+export interface CheckOptions {
+  source: string;
+  target: string;
+  tables: TableSpec[];
+}
+
+/**
+ * Everything a run needs, checked on both servers without writing or
+ * scanning anything: a few catalog queries per side. Findings come
+ * run-wide first, then per table (source, then target), in the run's order.
+ */
+export async function check(opts: CheckOptions): Promise<Finding[]> {
+  const [source, target] = await connectBoth(opts);
+  try {
+    const [sf, tf] = await Promise.all([readServerFacts(source), readServerFacts(target)]);
+    const findings = [...serverFindings("source", sf), ...serverFindings("target", tf)];
+    if (sf.encoding !== tf.encoding) {
+      findings.push(
+        warning(
+          "target",
+          `encoding ${tf.encoding} differs from the source's ${sf.encoding}: rows it cannot represent fail to copy, and validate --deep needs one encoding`,
+        ),
+      );
+    }
+    const src = await checkSourceTables(source, sf.role, opts.tables);
+    findings.push(...src.findings, ...(await checkTarget(target, tf, opts.tables, src.facts)));
+    // Stable: run-wide findings keep their order; a table's source findings come before its target's.
+    return findings.sort(
+      (a, b) =>
+        (a.index ?? -1) - (b.index ?? -1) ||
+        (a.index === undefined ? 0 : a.server.localeCompare(b.server)),
+    );
+  } finally {
+    await Promise.all([source.end(), target.end()].map((p) => p.catch(() => undefined)));
+  }
+}
+
+async function connectBoth(opts: CheckOptions): Promise<[pg.Client, pg.Client]> {
+  const [s, t] = await Promise.allSettled([
+    connect(opts.source, "source"),
+    connect(opts.target, "target"),
+  ]);
+  if (s.status === "fulfilled" && t.status === "fulfilled") return [s.value, t.value];
+  for (const r of [s, t]) if (r.status === "fulfilled") await r.value.end().catch(() => undefined);
+  throw (s.status === "rejected" ? s.reason : (t as PromiseRejectedResult).reason) as Error;
+}
+
+/** A problem that stops the whole run (a privilege on the project schema, a read-only target). */
+export class PreflightError extends InputError {}
+
+/**
+ * The checks at the start of every sync, before anything is written. A
+ * problem with the run as a whole throws; a table that cannot be synced as
+ * asked gets its error result (bad input, exit 2) and the others go ahead.
+ */
+export async function preflight(
+  opts: CheckOptions & { logger?: Logger },
+): Promise<{ refused: (index: number) => TableResult | undefined }> {
+  const logger = opts.logger ?? silentLogger;
+  const findings = await check(opts);
+  const errors = findings.filter((f) => f.level === "error");
+  for (const f of findings.filter((x) => x.level === "warning")) {
+    logger.warn({ server: f.server, ...(f.table ? { table: f.table } : {}) }, f.message);
+  }
+  const runWide = errors.filter((f) => f.index === undefined);
+  if (runWide.length > 0) {
+    const more = runWide.length > 1 ? ` (and ${runWide.length - 1} more: see xmin-sync check)` : "";
+    throw new PreflightError(`${runWide[0]!.server}: ${runWide[0]!.message}${more}`);
+  }
+  const byTable = new Map<number, Finding[]>();
+  for (const f of errors) byTable.set(f.index!, [...(byTable.get(f.index!) ?? []), f]);
+  return {
+    refused(index) {
+      const problems = byTable.get(index);
+      if (!problems) return undefined;
+      const spec = opts.tables[index]!;
+      const error = problems.map((f) => `${f.server}: ${f.message}`).join("; ");
+      logger.error({ table: displayName(spec.source), err: error }, "table refused");
+      return {
+        table: displayName(spec.source),
+        target: displayName(spec.target ?? spec.source),
+        mode: spec.mode ?? "auto",
+        rowsCopied: 0,
+        inserted: 0,
+        updated: 0,
+        deleted: 0,
+        watermark: null,
+        previousWatermark: null,
+        durationMs: 0,
+        status: "error",
+        error,
+        badInput: true,
+      };
+    },
+  };
+}
