@@ -123,7 +123,8 @@ export function requestFromConfig(
 /**
  * The request's tables: named ones as given, each pattern's matches among
  * `sourceTables` (sorted by name) where it stands, less the excluded ones.
- * A table named and matched keeps its named entry's settings; a pattern
+ * A table named and matched keeps its named entry's settings (and a table
+ * two patterns match is taken once, from the first); a pattern
  * that matches nothing is an error (a typo should not sync nothing).
  */
 export function resolveTables(
@@ -152,8 +153,10 @@ export function resolveTables(
       );
     }
     for (const s of specs) {
+      // A table matched by two patterns is synced once; a table named twice
+      // (to two targets) twice, as asked.
       const name = displayName(s.source);
-      if (seen.has(name) || excluded(request.exclude, s.source)) continue;
+      if (("pattern" in e && seen.has(name)) || excluded(request.exclude, s.source)) continue;
       seen.add(name);
       out.push(s);
     }
