@@ -188,13 +188,18 @@ async function validateTable(
     // on a connection of their own in this snapshot (the reader's is busy
     // streaming the comparison).
     const lagReader = opts.deep && binding && lastRun ? await run.openReader() : undefined;
+    // Its own binding: age() counts back from the transaction counter as its
+    // transaction first reads it, which moves on under a busy source.
+    const lagBinding = lagReader
+      ? await bindXminStats(lagReader, run.snapshot, lastRun)
+      : undefined;
     const lag = { missing: 0, different: 0, extra: 0 };
     const typeOf = new Map(table.columns.map((c) => [c.name, c.type]));
     const keyTypes = key.map((k) => typeOf.get(k)!);
     const countLag = async (c: pg.Client, batch: Difference[]) => {
       for (const kind of ["missing", "different"] as const) {
         const keys = batch.filter((d) => d.kind === kind).map((d) => d.key);
-        lag[kind] += await countPending(c, spec.source, key, keyTypes, keys, binding!);
+        lag[kind] += await countPending(c, spec.source, key, keyTypes, keys, lagBinding!);
       }
       lag.extra += batch.filter((d) => d.kind === "extra").length;
     };
