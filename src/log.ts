@@ -14,7 +14,11 @@ export const LOG_LEVELS = ["debug", "info", "warn", "error", "silent"] as const;
  * screen, above them (cli-progress redraws the bars under each line), so
  * a line never lands glued to a bar.
  */
-export const terminal = {
+export const terminal: {
+  write: (line: string) => void;
+  /** Sees each record before it is written (progress drops the line of a table that ended). */
+  onRecord?: ((record: Record<string, unknown>) => void) | undefined;
+} = {
   write: (line: string): void => void process.stderr.write(line),
 };
 
@@ -42,7 +46,16 @@ export function createLogger(opts: { level?: string; pretty?: boolean } = {}): L
       translateTime: "SYS:HH:MM:ss",
       messageFormat: "{if table}{table}: {end}{msg}",
     });
-    return pino({ level }, { write: (line: string) => terminal.write(format(line)) });
+    return pino(
+      { level },
+      {
+        write: (line: string) => {
+          const record = JSON.parse(line) as Record<string, unknown>;
+          terminal.onRecord?.(record);
+          terminal.write(format(record));
+        },
+      },
+    );
   }
   return pino({ level, base: undefined }, pino.destination({ dest: 2, sync: true }));
 }

@@ -113,14 +113,6 @@ function tableProblem(r: Row, spec: TableSpec, role: string): string | null {
   }
   const names = new Set((r.columns ?? []).map((c) => c.name));
   if (names.size === 0) return "has no columns";
-  const key = spec.key ?? r.pk;
-  if (!key || key.length === 0) {
-    return "has no primary key: name its key columns (--key COLS after its --table, or key: [...] in the config)";
-  }
-  const notColumn = key.find((k) => !names.has(k));
-  if (notColumn !== undefined) return `key column ${quoteIdent(notColumn)} is not a column`;
-  const reserved = RESERVED_COLUMNS.find((c) => names.has(c));
-  if (reserved) return `has a column named ${reserved}, which xmin-sync reserves`;
   const hasXmin = XMIN_RELKINDS.has(r.relkind);
   if (spec.mode === "xmin" && !hasXmin) {
     return (
@@ -138,6 +130,14 @@ function tableProblem(r: Row, spec: TableSpec, role: string): string | null {
       return `cursor column ${quoteIdent(spec.cursor)} is ${c.type}: it must be a timestamp, a date or a number`;
     }
   }
+  const key = spec.key ?? r.pk;
+  if (!key || key.length === 0) {
+    return "has no primary key: name its key columns (--key COLS after its --table, or key: [...] in the config)";
+  }
+  const notColumn = key.find((k) => !names.has(k));
+  if (notColumn !== undefined) return `key column ${quoteIdent(notColumn)} is not a column`;
+  const reserved = RESERVED_COLUMNS.find((c) => names.has(c));
+  if (reserved) return `has a column named ${reserved}, which xmin-sync reserves`;
   return null;
 }
 

@@ -8,7 +8,8 @@ const SHOW_AFTER_MS = 500;
 const MAX_LINES = 8;
 const LOG_EVERY_MS = 10_000;
 const SPINNER = ["|", "/", "-", "\\"];
-const BAR_WIDTH = 24;
+const BAR_WIDTH = 20;
+const NAME_WIDTH = 32;
 
 const mb = (bytes: number) => (bytes / 1048576).toFixed(0);
 
@@ -33,6 +34,19 @@ export function createProgress(logger: Logger, opts: { tty: boolean }) {
   const tables = new Map<string, Seen>();
   let bars: cliProgress.MultiBar | undefined;
   const write = terminal.write;
+  // Names padded to the longest on screen, so a line fits an 80-column terminal.
+  let nameWidth = 0;
+
+  /** A table's run ended (its last log line says so): its line goes. */
+  const finished = (table: string) => {
+    const seen = tables.get(table);
+    if (seen?.bar) bars?.remove(seen.bar);
+    tables.delete(table);
+  };
+  terminal.onRecord = (r) => {
+    if (typeof r.table === "string" && (r.msg === "committed" || Number(r.level) >= 50))
+      finished(r.table);
+  };
 
   const screen = (): cliProgress.MultiBar => {
     if (bars) return bars;
@@ -40,7 +54,7 @@ export function createProgress(logger: Logger, opts: { tty: boolean }) {
       stream: process.stderr,
       // A line wider than the terminal would wrap and break the redraw.
       format: (_options, params, payload: { table: string }) =>
-        render(tables.get(payload.table)).slice(0, Math.max(20, params.maxWidth - 1)),
+        render(tables.get(payload.table), nameWidth).slice(0, Math.max(20, params.maxWidth - 1)),
       hideCursor: true,
       clearOnComplete: true,
       fps: 5,
@@ -68,6 +82,7 @@ export function createProgress(logger: Logger, opts: { tty: boolean }) {
           screen().remove(stale.bar!);
           delete stale.bar;
         }
+        nameWidth = Math.min(NAME_WIDTH, Math.max(nameWidth, e.table.length));
         seen.bar = screen().create(1, 0, { table: e.table });
       }
       seen.bar?.update(0, { table: e.table });
@@ -82,6 +97,7 @@ export function createProgress(logger: Logger, opts: { tty: boolean }) {
     stop() {
       bars?.stop();
       terminal.write = write;
+      terminal.onRecord = undefined;
     },
   };
 }
@@ -93,18 +109,18 @@ const byteBar = (e: ProgressEvent) =>
 const rate = (s: Seen, now: number) => s.event.bytes / Math.max(0.001, (now - s.phaseAt) / 1000);
 
 /** One line for a table. */
-function render(s: Seen | undefined): string {
+function render(s: Seen | undefined, width: number): string {
   if (!s) return "";
   const now = Date.now();
   const e = s.event;
-  const name = e.table.length > 32 ? `${e.table.slice(0, 31)}…` : e.table.padEnd(32);
+  const name = e.table.length > width ? `${e.table.slice(0, width - 1)}…` : e.table.padEnd(width);
   const phase = e.phase.padEnd(7);
   const secs = `${Math.round((now - s.phaseAt) / 1000)}s`;
   if (byteBar(e)) {
     const total = Math.max(e.estimatedBytes, e.bytes);
     const r = rate(s, now);
     const eta = r > 0 ? `ETA ${Math.max(0, Math.round((total - e.bytes) / r))}s` : "";
-    return `${name} ${phase} ${bar(e.bytes / total)} ${mb(e.bytes)}/${mb(total)} MB ${mb(r)} MB/s ${eta}`;
+    return `${name} ${phase} ${bar(e.bytes / total)} ${mb(e.bytes)}/${mb(total)} MB ${mb(r)} MB/s ${eta}`.trimEnd();
   }
   const spin = SPINNER[Math.floor(now / 250) % SPINNER.length];
   if (e.step && e.step.total > 1) {
