@@ -7,7 +7,7 @@ import type { TableResult, TableSpec } from "../sync/types.js";
 import { warning, type Finding } from "./findings.js";
 import { readServerFacts, serverFindings } from "./server.js";
 import { checkSourceTables } from "./source.js";
-import { checkTarget } from "./target.js";
+import { checkTarget, readTarget } from "./target.js";
 
 export interface CheckOptions {
   source: string;
@@ -23,7 +23,16 @@ export interface CheckOptions {
 export async function check(opts: CheckOptions): Promise<Finding[]> {
   const [source, target] = await connectBoth(opts);
   try {
-    const [sf, tf] = await Promise.all([readServerFacts(source), readServerFacts(target)]);
+    // Each side's reads on its own connection, at once: the round trips of a
+    // busy server add up, and every sync pays them.
+    const [[sf, src], [tf, read]] = await Promise.all([
+      readServerFacts(source).then(
+        async (f) => [f, await checkSourceTables(source, f.role, opts.tables)] as const,
+      ),
+      readServerFacts(target).then(
+        async (f) => [f, await readTarget(target, opts.tables)] as const,
+      ),
+    ]);
     const findings = [...serverFindings("source", sf), ...serverFindings("target", tf)];
     if (sf.encoding !== tf.encoding) {
       findings.push(
@@ -33,8 +42,10 @@ export async function check(opts: CheckOptions): Promise<Finding[]> {
         ),
       );
     }
-    const src = await checkSourceTables(source, sf.role, opts.tables);
-    findings.push(...src.findings, ...(await checkTarget(target, tf, opts.tables, src.facts)));
+    findings.push(
+      ...src.findings,
+      ...(await checkTarget(target, read, tf, opts.tables, src.facts)),
+    );
     // Stable: run-wide findings keep their order; a table's source findings come before its target's.
     return findings.sort(
       (a, b) =>

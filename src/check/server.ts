@@ -14,6 +14,8 @@ export interface ServerFacts {
   encoding: string;
   role: string;
   database: string;
+  /** CREATE on the database: the role may create schemas. */
+  mayCreateSchemas: boolean;
   /** Connections left for us: under max_connections, and under the role's own limit. */
   freeConnections: number;
 }
@@ -32,6 +34,7 @@ export async function readServerFacts(client: pg.Client): Promise<ServerFacts> {
     encoding: string;
     role: string;
     db: string;
+    create_schemas: boolean;
     free: number;
     role_free: number | null;
   }>(
@@ -43,6 +46,7 @@ export async function readServerFacts(client: pg.Client): Promise<ServerFacts> {
             current_setting('default_transaction_read_only') AS read_only,
             current_setting('server_encoding') AS encoding,
             current_user AS role, current_database() AS db,
+            has_database_privilege(current_database(), 'CREATE') AS create_schemas,
             current_setting('max_connections')::int
               - current_setting('superuser_reserved_connections')::int
               - coalesce(current_setting('reserved_connections', true)::int, 0)
@@ -62,6 +66,7 @@ export async function readServerFacts(client: pg.Client): Promise<ServerFacts> {
     encoding: r.encoding,
     role: r.role,
     database: r.db,
+    mayCreateSchemas: r.create_schemas,
     freeConnections: r.role_free === null ? r.free : Math.min(r.free, r.role_free),
   };
 }

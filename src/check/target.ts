@@ -2,7 +2,7 @@ import type pg from "pg";
 import { displayIdent, displayName, type QualifiedName } from "../db/quote.js";
 import type { TableSpec } from "../sync/types.js";
 import { checkTargetTable, SOURCE_DELETED_AT } from "../target/ddl.js";
-import { PROJECT_SCHEMA, readProjectSchema } from "../target/project.js";
+import { PROJECT_SCHEMA, readProjectSchema, type ProjectSchemaStatus } from "../target/project.js";
 import { error, ok, type At, type Finding } from "./findings.js";
 import type { ServerFacts } from "./server.js";
 import type { SourceFacts } from "./source.js";
@@ -23,26 +23,15 @@ interface Row {
   keys: string[][] | null;
 }
 
-/**
- * Whether the target role can do what a run needs: the project schema (or
- * its existing tables), each target schema, each table or its ownership
- * for the DDL a run adds, and the types the tables use. Catalog queries
- * only; nothing is created.
- */
-export async function checkTarget(
-  client: pg.Client,
-  server: ServerFacts,
-  specs: TableSpec[],
-  sources: Map<number, SourceFacts>,
-): Promise<Finding[]> {
-  const grantee = displayIdent(server.role);
-  const { rows: db } = await client.query<{ can_create: boolean }>(
-    "SELECT has_database_privilege(current_database(), 'CREATE') AS can_create",
-  );
-  const mayCreateSchemas = db[0]!.can_create;
-  const who: Who = { grantee, database: displayIdent(server.database), mayCreateSchemas };
-  const findings = [...(await checkProjectSchema(client, server, mayCreateSchemas))];
+/** What the target's catalog says about the project schema and each target table. */
+export interface TargetRead {
+  project: ProjectSchemaStatus;
+  rows: Row[];
+}
 
+/** The target's side of the checks, read with catalog queries only (nothing is created). */
+export async function readTarget(client: pg.Client, specs: TableSpec[]): Promise<TargetRead> {
+  const project = await readProjectSchema(client);
   const targets = specs.map((s) => s.target ?? s.source);
   const { rows } = await client.query<Row>(
     `SELECT s.i::int AS i, n.oid IS NOT NULL AS schema_exists,
@@ -67,8 +56,30 @@ export async function checkTarget(
       ORDER BY s.i`,
     [targets.map((t) => t.schema), targets.map((t) => t.name), TABLE_PRIVILEGES],
   );
+  return { project, rows };
+}
+
+/**
+ * Whether the target role can do what a run needs: the project schema (or
+ * its existing tables), each target schema, each table or its ownership
+ * for the DDL a run adds, and the types the tables use.
+ */
+export async function checkTarget(
+  client: pg.Client,
+  read: TargetRead,
+  server: ServerFacts,
+  specs: TableSpec[],
+  sources: Map<number, SourceFacts>,
+): Promise<Finding[]> {
+  const who: Who = {
+    grantee: displayIdent(server.role),
+    database: displayIdent(server.database),
+    mayCreateSchemas: server.mayCreateSchemas,
+  };
+  const findings = projectFindings(read.project, server);
+  const targets = specs.map((s) => s.target ?? s.source);
   const types = await existingTypes(client, [...sources.values()]);
-  for (const r of rows) {
+  for (const r of read.rows) {
     const index = r.i - 1;
     const name = targets[index]!;
     const at: At = { table: displayName(name), index };
@@ -90,16 +101,11 @@ export async function checkTarget(
   return findings;
 }
 
-async function checkProjectSchema(
-  client: pg.Client,
-  server: ServerFacts,
-  mayCreateSchemas: boolean,
-): Promise<Finding[]> {
+function projectFindings(p: ProjectSchemaStatus, server: ServerFacts): Finding[] {
   const grantee = displayIdent(server.role);
   const schema = PROJECT_SCHEMA;
-  const p = await readProjectSchema(client);
   if (!p.exists) {
-    if (mayCreateSchemas) return [ok("target", `schema ${schema} will be created`)];
+    if (server.mayCreateSchemas) return [ok("target", `schema ${schema} will be created`)];
     return [
       error(
         "target",

@@ -100,14 +100,7 @@ function tableFlags(cmd: Command, opts: { settings: boolean }) {
         "key columns (a,b) of the --table before it (before any --table: of all)",
         (v: string) => {
           const key = v.split(",").map((k) => k.trim());
-          for (const k of key) {
-            if (k === "") throw new InvalidArgumentError("empty column name");
-            try {
-              checkName(k);
-            } catch (err) {
-              throw new InvalidArgumentError((err as Error).message);
-            }
-          }
+          for (const k of key) validColumn(k);
           bind("--key", "key", key);
           return v;
         },
@@ -126,12 +119,7 @@ function tableFlags(cmd: Command, opts: { settings: boolean }) {
         "--cursor <column>",
         "timestamp-mode cursor column of the --table before it",
         (v: string) => {
-          try {
-            checkName(v);
-          } catch (err) {
-            throw new InvalidArgumentError((err as Error).message);
-          }
-          bind("--cursor", "cursor", v);
+          bind("--cursor", "cursor", validColumn(v));
           return v;
         },
       );
@@ -140,6 +128,17 @@ function tableFlags(cmd: Command, opts: { settings: boolean }) {
 }
 
 type TableArgs = ReturnType<typeof tableFlags>;
+
+/** A column name from a flag, or commander's one-line usage error. */
+function validColumn(name: string): string {
+  if (name === "") throw new InvalidArgumentError("empty column name");
+  try {
+    checkName(name);
+  } catch (err) {
+    throw new InvalidArgumentError((err as Error).message);
+  }
+  return name;
+}
 
 function deletesFlag(cmd: Command) {
   return cmd.addOption(

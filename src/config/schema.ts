@@ -2,45 +2,31 @@ import { z } from "zod";
 import { checkName, parseQualifiedName } from "../db/quote.js";
 import { parseTablePattern } from "./patterns.js";
 
+/** A string that `parse` accepts; its error, on the key's line, when not. */
+const parsedBy = (parse: (value: string) => unknown) =>
+  z
+    .string()
+    .min(1)
+    .superRefine((value, ctx) => {
+      try {
+        parse(value);
+      } catch (err) {
+        ctx.addIssue({ code: "custom", message: (err as Error).message });
+      }
+    });
+
 /** A column name: at most 63 bytes, no control characters, as PostgreSQL would match it. */
-const identifier = z
-  .string()
-  .min(1)
-  .superRefine((value, ctx) => {
-    try {
-      checkName(value);
-    } catch (err) {
-      ctx.addIssue({ code: "custom", message: (err as Error).message });
-    }
-  });
+const identifier = parsedBy(checkName);
 
 const identifierList = z.array(identifier).min(1);
 
 /** `SRC[:DST]` where SRC may hold * and ?, as --table takes it. */
-const tablePattern = z
-  .string()
-  .min(1)
-  .superRefine((value, ctx) => {
-    try {
-      parseTablePattern(value);
-    } catch (err) {
-      ctx.addIssue({ code: "custom", message: (err as Error).message });
-    }
-  });
+const tablePattern = parsedBy(parseTablePattern);
 
 const duration = z.string().regex(/^\d+[smhd]$/, "expected a duration like 30s, 5m, 1h");
 
 /** `schema.table` as parseQualifiedName takes it; checked here so errors carry the line. */
-const tableName = z
-  .string()
-  .min(1)
-  .superRefine((value, ctx) => {
-    try {
-      parseQualifiedName(value);
-    } catch (err) {
-      ctx.addIssue({ code: "custom", message: (err as Error).message });
-    }
-  });
+const tableName = parsedBy(parseQualifiedName);
 
 export const tableSchema = z.strictObject({
   source: tableName,
