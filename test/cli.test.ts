@@ -525,7 +525,7 @@ tables:
     assert.equal(human.code, 0);
     assert.match(
       human.stdout,
-      /^raw_data\.ticker <- fds\.ticker: full, ~200 rows, watermark \d+, last run \d{4}-\d\d-\d\d \d\d:\d\d:\d\d [+-]\d\d:\d\d \(\d+s ago: 200 copied, 200 inserted, 0 updated, 0 deleted\), 1 run$/m,
+      /^raw_data\.ticker <- fds\.ticker: full, ~200 rows, watermark \d+, last run \d{4}-\d\d-\d\d \d\d:\d\d:\d\d [+-]\d\d:\d\d \((\d+s|\d+ min) ago: 200 copied, 200 inserted, 0 updated, 0 deleted\), 1 run$/m,
     );
     assert.match(human.stdout, /^fds\.exchange <- fds\.exchange: /m);
 

@@ -291,7 +291,7 @@ describe("output and bad input (source 17 -> target 17)", () => {
     assert.equal(r.code, 0, r.stderr);
     assert.match(
       r.stdout,
-      /^public\.small <- public\.small: (full|xmin), ~100 rows, watermark \d+, last run \d{4}-\d\d-\d\d \d\d:\d\d:\d\d \+05:30 \(\d+s ago: \d+ copied, \d+ inserted, \d+ updated, 0 deleted\), \d+ runs$/m,
+      /^public\.small <- public\.small: (full|xmin), ~100 rows, watermark \d+, last run \d{4}-\d\d-\d\d \d\d:\d\d:\d\d \+05:30 \((\d+s|\d+ min) ago: \d+ copied, \d+ inserted, \d+ updated, 0 deleted\), \d+ runs$/m,
     );
     const json = await runCli(["status", "--target", target.url(), "--json"]);
     const small = json.json.find((j) => j.target === "public.small")!;
