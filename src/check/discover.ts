@@ -27,6 +27,23 @@ const KIND: Record<string, string> = {
 };
 
 /**
+ * The planner's row estimate and the size on disk (heap and TOAST pages) of
+ * relation `c` and the relations under it (partitions, inheritance
+ * children), as a LATERAL join yielding `size.rows` (null when never
+ * analyzed) and `size.bytes`. From pg_class alone: pg_table_size() and
+ * pg_partition_tree() take a lock on each table, and would wait behind a
+ * running ALTER TABLE or VACUUM FULL.
+ */
+export const SIZE_LATERAL = `LEFT JOIN LATERAL (
+   WITH RECURSIVE tree(relid) AS (
+     SELECT c.oid UNION ALL SELECT i.inhrelid FROM pg_inherits i JOIN tree ON i.inhparent = tree.relid)
+   SELECT CASE WHEN bool_or(l.reltuples > 0 OR l.relpages > 0) THEN sum(greatest(l.reltuples, 0)) END::float8 AS rows,
+          (coalesce(sum(l.relpages::bigint + coalesce(tt.relpages, 0)), 0)
+             * current_setting('block_size')::bigint)::text AS bytes
+     FROM tree JOIN pg_class l ON l.oid = tree.relid LEFT JOIN pg_class tt ON tt.oid = l.reltoastrelid
+    WHERE l.relkind IN ('r', 'm')) AS size ON true`;
+
+/**
  * The source's tables, views and foreign tables, in the given schemas (all
  * but the system's when none), sorted by name. Partitions and inheritance
  * children are left out: their parent's run reads their rows. Catalog
@@ -46,15 +63,7 @@ export async function listTables(
     readable: boolean;
   }>(
     `SELECT n.nspname AS schema, c.relname AS name, c.relkind::text AS relkind,
-            CASE WHEN c.relkind = 'p'
-                 THEN (SELECT sum(greatest(l.reltuples, 0)) FROM pg_partition_tree(c.oid) t
-                         JOIN pg_class l ON l.oid = t.relid WHERE t.isleaf)
-                 WHEN c.reltuples >= 0 AND (c.reltuples > 0 OR c.relpages > 0) THEN c.reltuples
-            END::float8 AS rows,
-            CASE WHEN c.relkind = 'p'
-                 THEN (SELECT coalesce(sum(pg_table_size(t.relid)), 0) FROM pg_partition_tree(c.oid) t WHERE t.isleaf)
-                 WHEN c.relkind IN ('r', 'm') THEN pg_table_size(c.oid) ELSE 0
-            END::text AS bytes,
+            size.rows, size.bytes,
             (SELECT array_agg(a.attname::text ORDER BY k.ord)
                FROM pg_index i
                CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
@@ -62,6 +71,7 @@ export async function listTables(
               WHERE i.indrelid = c.oid AND i.indisprimary) AS pk,
             has_schema_privilege(n.oid, 'USAGE') AND has_table_privilege(c.oid, 'SELECT') AS readable
        FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+       ${SIZE_LATERAL}
       WHERE c.relkind IN ('r', 'p', 'm', 'v', 'f')
         AND NOT c.relispartition
         AND NOT EXISTS (SELECT 1 FROM pg_inherits h WHERE h.inhrelid = c.oid)

@@ -1,5 +1,6 @@
 import type pg from "pg";
 import { connect } from "../db/connect.js";
+import { isRetryable } from "../db/errors.js";
 import { displayName } from "../db/quote.js";
 import { InputError } from "../input-error.js";
 import { silentLogger, type Logger } from "../log.js";
@@ -15,12 +16,27 @@ export interface CheckOptions {
   tables: TableSpec[];
 }
 
+const ATTEMPTS = 3;
+
 /**
  * Everything a run needs, checked on both servers without writing or
  * scanning anything: a few catalog queries per side. Findings come
  * run-wide first, then per table (source, then target), in the run's order.
+ * A read a standby's recovery conflict cancels (40001), or a dropped
+ * connection, is tried again, as the sync's own reads are.
  */
 export async function check(opts: CheckOptions): Promise<Finding[]> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await checkOnce(opts);
+    } catch (err) {
+      if (attempt >= ATTEMPTS || !isRetryable(err)) throw err;
+      await new Promise((r) => setTimeout(r, 100 * 2 ** attempt * (0.5 + Math.random())));
+    }
+  }
+}
+
+async function checkOnce(opts: CheckOptions): Promise<Finding[]> {
   const [source, target] = await connectBoth(opts);
   try {
     // Each side's reads on its own connection, at once: the round trips of a

@@ -3,6 +3,7 @@ import { displayIdent, displayName, quoteIdent, type QualifiedName } from "../db
 import { XMIN_RELKINDS } from "../source/catalog.js";
 import type { TableSpec } from "../sync/types.js";
 import { RESERVED_COLUMNS } from "../target/ddl.js";
+import { SIZE_LATERAL } from "./discover.js";
 import { error, ok, type At, type Finding } from "./findings.js";
 
 /** What the target side's checks need to know of a source table that passed. */
@@ -48,8 +49,7 @@ export async function checkSourceTables(
     `SELECT s.i::int AS i, n.oid IS NOT NULL AS schema_exists,
             has_schema_privilege(n.oid, 'USAGE') AS usage,
             c.relkind::text AS relkind, has_table_privilege(c.oid, 'SELECT') AS can_select,
-            CASE WHEN c.reltuples >= 0 AND (c.reltuples > 0 OR c.relpages > 0) THEN c.reltuples END::float8 AS rows,
-            CASE WHEN c.relkind IN ('r', 'm') THEN pg_table_size(c.oid) END::text AS bytes,
+            size.rows, CASE WHEN c.relkind IN ('r', 'p', 'm') THEN size.bytes END AS bytes,
             (SELECT array_agg(a.attname::text ORDER BY k.ord)
                FROM pg_index x
                CROSS JOIN LATERAL unnest(x.indkey) WITH ORDINALITY AS k(attnum, ord)
@@ -67,6 +67,7 @@ export async function checkSourceTables(
        FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS s(schema, name, i)
        LEFT JOIN pg_namespace n ON n.nspname = s.schema
        LEFT JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = s.name
+       ${SIZE_LATERAL}
       ORDER BY s.i`,
     [specs.map((s) => s.source.schema), specs.map((s) => s.source.name)],
   );
