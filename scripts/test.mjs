@@ -1,5 +1,7 @@
-// Runs the test suite, then makes sure no test server outlives it: any
-// cluster a crashed test left under the temp dir is stopped and removed.
+// Runs the test suite on shared servers (one per PostgreSQL version; each
+// test file makes its own databases on them, test/helpers/databases.ts),
+// then makes sure no test server outlives it: any cluster a crashed test
+// left under the temp dir is stopped and removed.
 import { spawnSync } from "node:child_process";
 import { existsSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -12,6 +14,16 @@ const PREFIX = `xmin-sync-test-${process.env.XMIN_SYNC_TEST_RUN}-`;
 const concurrency = process.env.TEST_CONCURRENCY ?? "3";
 const files = process.argv.slice(2);
 
+const { startCluster } = await import("../dist/test/helpers/cluster.js");
+const { SHARED_SERVER_SETTINGS, sharedVersions } =
+  await import("../dist/test/helpers/databases.js");
+const servers = await Promise.all(
+  sharedVersions().map((version) => startCluster({ version, settings: SHARED_SERVER_SETTINGS })),
+);
+process.env.XMIN_SYNC_TEST_SERVERS = JSON.stringify(
+  Object.fromEntries(servers.map((s) => [s.version, s.url()])),
+);
+
 const result = spawnSync(
   process.execPath,
   [
@@ -22,6 +34,8 @@ const result = spawnSync(
   ],
   { stdio: "inherit" },
 );
+
+await Promise.all(servers.map((s) => s.stop()));
 
 let swept = 0;
 for (const name of readdirSync(tmpdir())) {

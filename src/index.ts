@@ -1,6 +1,15 @@
 /** The library API; the CLI is a thin layer over it. */
 export { sync } from "./sync/run.js";
-export type { SyncOptions, TableResult, TableSpec, Mode, DeletesMode } from "./sync/types.js";
+export type {
+  SyncOptions,
+  TableResult,
+  TableSpec,
+  Mode,
+  DeletesMode,
+  SchemaChanges,
+  DroppedColumns,
+} from "./sync/types.js";
+export { SchemaChangedError } from "./sync/evolve.js";
 export { loadConfig, parseConfig } from "./config/load.js";
 export { tablesFromConfig } from "./config/resolve.js";
 export type { ConfigFile } from "./config/schema.js";

@@ -3,7 +3,8 @@ import assert from "node:assert/strict";
 import type pg from "pg";
 import { workTable } from "../src/target/work.js";
 import { runCli, spawnCli } from "./helpers/cli.js";
-import { startCluster, type Cluster, type Version } from "./helpers/cluster.js";
+import { type Version } from "./helpers/cluster.js";
+import { testDatabase, type TestDatabase } from "./helpers/databases.js";
 import { assertSameRows } from "./helpers/compare.js";
 
 /**
@@ -33,16 +34,13 @@ async function waitFor<T>(
 
 for (const targetVersion of ["17", "14"] as Version[]) {
   describe(`killed between staging and commit, target ${targetVersion}`, () => {
-    let source: Cluster;
-    let target: Cluster;
+    let source: TestDatabase;
+    let target: TestDatabase;
     let blocker: pg.Client | undefined;
     const children: ReturnType<typeof spawnCli>[] = [];
 
     before(async () => {
-      [source, target] = await Promise.all([
-        startCluster({ version: "17" }),
-        startCluster({ version: targetVersion }),
-      ]);
+      [source, target] = await Promise.all([testDatabase("17"), testDatabase(targetVersion)]);
       await source.sql(`
         CREATE SCHEMA fds;
         CREATE TABLE fds.ticker (fsym_id text PRIMARY KEY, exchange text NOT NULL, price numeric(12,4));
@@ -105,7 +103,8 @@ for (const targetVersion of ["17", "14"] as Version[]) {
       const pid = await waitFor("the run to block on the target lock", async () => {
         const rows = await target.sql<{ pid: number; query: string }>(
           `SELECT pid, query FROM pg_stat_activity
-            WHERE application_name = 'xmin-sync target' AND wait_event_type = 'Lock'`,
+            WHERE application_name = 'xmin-sync target' AND wait_event_type = 'Lock'
+              AND datname = current_database()`,
         );
         if (victim.child.exitCode !== null) {
           const r = await victim.done;

@@ -1,7 +1,7 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { sync, validate, type TableSpec } from "../src/index.js";
-import { startCluster, type Cluster } from "./helpers/cluster.js";
+import { testDatabase, type TestDatabase } from "./helpers/databases.js";
 import { columnList, tableText } from "./helpers/compare.js";
 
 /**
@@ -11,14 +11,11 @@ import { columnList, tableText } from "./helpers/compare.js";
  * spaces the reconciliation out.
  */
 describe("delete propagation", () => {
-  let source: Cluster;
-  let target: Cluster;
+  let source: TestDatabase;
+  let target: TestDatabase;
 
   before(async () => {
-    [source, target] = await Promise.all([
-      startCluster({ version: "14" }),
-      startCluster({ version: "17" }),
-    ]);
+    [source, target] = await Promise.all([testDatabase("14"), testDatabase("17")]);
     await source.sql(`
       CREATE TABLE public.hard_t (id int PRIMARY KEY, v text);
       CREATE TABLE public.soft_t (region text, id int, v text, PRIMARY KEY (region, id));

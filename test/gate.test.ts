@@ -2,7 +2,7 @@ import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import type pg from "pg";
 import { runCli } from "./helpers/cli.js";
-import { startCluster, type Cluster } from "./helpers/cluster.js";
+import { testDatabase, type TestDatabase } from "./helpers/databases.js";
 
 /**
  * `validate` as a pipeline gate (README, validate): differences among the
@@ -30,14 +30,11 @@ interface Report {
 }
 
 describe("validate gates a pipeline (source 17 -> target 14)", () => {
-  let source: Cluster;
-  let target: Cluster;
+  let source: TestDatabase;
+  let target: TestDatabase;
 
   before(async () => {
-    [source, target] = await Promise.all([
-      startCluster({ version: "17" }),
-      startCluster({ version: "14" }),
-    ]);
+    [source, target] = await Promise.all([testDatabase("17"), testDatabase("14")]);
     await source.sql(`
       CREATE TABLE public.t (id int PRIMARY KEY, v text NOT NULL);
       INSERT INTO public.t SELECT i, 'v' || i FROM generate_series(1, 1000) i;

@@ -1,7 +1,8 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { sync } from "../src/index.js";
-import { startCluster, type Cluster, type Version } from "./helpers/cluster.js";
+import { type Version } from "./helpers/cluster.js";
+import { testDatabase, type TestDatabase } from "./helpers/databases.js";
 import { assertSameRows } from "./helpers/compare.js";
 
 /**
@@ -16,13 +17,13 @@ for (const [sourceVersion, targetVersion] of [
   ["17", "14"],
 ] as [Version, Version][]) {
   describe(`in-flight transactions, source ${sourceVersion} -> target ${targetVersion}`, () => {
-    let source: Cluster;
-    let target: Cluster;
+    let source: TestDatabase;
+    let target: TestDatabase;
 
     before(async () => {
       [source, target] = await Promise.all([
-        startCluster({ version: sourceVersion }),
-        startCluster({ version: targetVersion }),
+        testDatabase(sourceVersion),
+        testDatabase(targetVersion),
       ]);
       await source.sql(`
         CREATE SCHEMA fds;

@@ -2,7 +2,7 @@ import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import type pg from "pg";
 import { runCli, spawnCli } from "./helpers/cli.js";
-import { startCluster, type Cluster } from "./helpers/cluster.js";
+import { testDatabase, type TestDatabase } from "./helpers/databases.js";
 import { assertSameRows } from "./helpers/compare.js";
 
 /**
@@ -28,16 +28,13 @@ async function waitFor<T>(
 }
 
 describe("two runs on one table", () => {
-  let source: Cluster;
-  let target: Cluster;
+  let source: TestDatabase;
+  let target: TestDatabase;
   const blockers: pg.Client[] = [];
   const children: ReturnType<typeof spawnCli>[] = [];
 
   before(async () => {
-    [source, target] = await Promise.all([
-      startCluster({ version: "17" }),
-      startCluster({ version: "17" }),
-    ]);
+    [source, target] = await Promise.all([testDatabase("17"), testDatabase("17")]);
     await source.sql(`
       CREATE TABLE public.accounts (id int PRIMARY KEY, owner text NOT NULL, balance numeric(12,2));
       INSERT INTO public.accounts SELECT i, 'owner ' || i, i FROM generate_series(1, 2000) i;
@@ -80,7 +77,8 @@ describe("two runs on one table", () => {
     (
       await target.sql<{ pid: number }>(
         `SELECT pid FROM pg_stat_activity
-          WHERE application_name = 'xmin-sync target' AND wait_event_type = 'Lock' AND wait_event = $1`,
+          WHERE application_name = 'xmin-sync target' AND wait_event_type = 'Lock' AND wait_event = $1
+            AND datname = current_database()`,
         [waitEvent],
       )
     ).map((r) => r.pid);

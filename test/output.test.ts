@@ -5,7 +5,7 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { CLI, runCli, spawnCli, type CliResult } from "./helpers/cli.js";
-import { startCluster, type Cluster } from "./helpers/cluster.js";
+import { testDatabase, type TestDatabase } from "./helpers/databases.js";
 
 /**
  * Output a person reads and bad input, as a user meets them: on a terminal
@@ -59,15 +59,12 @@ function onTerminal(
 }
 
 describe("output and bad input (source 17 -> target 17)", () => {
-  let source: Cluster;
-  let target: Cluster;
+  let source: TestDatabase;
+  let target: TestDatabase;
   let dir: string;
 
   before(async () => {
-    [source, target] = await Promise.all([
-      startCluster({ version: "17" }),
-      startCluster({ version: "17" }),
-    ]);
+    [source, target] = await Promise.all([testDatabase("17"), testDatabase("17")]);
     dir = await mkdtemp(join(tmpdir(), "xmin-sync-output-"));
     await source.sql(`
       CREATE TABLE public.big (id int PRIMARY KEY, pad text NOT NULL);
@@ -172,7 +169,7 @@ describe("output and bad input (source 17 -> target 17)", () => {
       });
       for (let i = 0; ; i++) {
         const queued = await target.sql(
-          "SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND wait_event = 'advisory'",
+          "SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND wait_event = 'advisory' AND datname = current_database()",
         );
         if (queued.length > 0) break;
         if (waiting.child.exitCode !== null || i > 600) assert.fail((await waiting.done).stderr);

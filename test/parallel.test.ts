@@ -6,7 +6,7 @@ import { readSourceTable } from "../src/source/catalog.js";
 import { bindRead, copyOutSql } from "../src/source/read.js";
 import { parseSnapshot } from "../src/source/snapshot.js";
 import { to as copyTo } from "pg-copy-streams";
-import { startCluster, type Cluster } from "./helpers/cluster.js";
+import { testDatabase, type TestDatabase } from "./helpers/databases.js";
 import { assertSameRows } from "./helpers/compare.js";
 
 /**
@@ -16,8 +16,8 @@ import { assertSameRows } from "./helpers/compare.js";
  * in slices. Small batch sizes make a small table take every path.
  */
 describe("parallel reads, first loads and sliced merges", () => {
-  let source: Cluster;
-  let target: Cluster;
+  let source: TestDatabase;
+  let target: TestDatabase;
   const tuning = { workers: 3, minBatchSize: 4000, maxBatchSize: 7000 };
   const binaryTable: TableSpec = { source: { schema: "app", name: "plain" } };
   const textTable: TableSpec = { source: { schema: "app", name: "typed" } };
@@ -27,10 +27,7 @@ describe("parallel reads, first loads and sliced merges", () => {
   };
 
   before(async () => {
-    [source, target] = await Promise.all([
-      startCluster({ version: "17" }),
-      startCluster({ version: "14" }),
-    ]);
+    [source, target] = await Promise.all([testDatabase("17"), testDatabase("14")]);
     await source.sql(`
       CREATE SCHEMA app;
       CREATE TYPE app.mood AS ENUM ('sad', 'ok', 'happy');

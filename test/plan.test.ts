@@ -22,8 +22,11 @@ const table = (leaves = [leaf("100", "100")]): SourceTable => ({
   oid: "99",
   relkind: "p",
   columns: [],
-  primaryKey: ["id"],
+  uniqueIndexes: [
+    { name: "t_pkey", primary: true, columns: ["id"], shown: ["id"], unusable: null },
+  ],
   userTypes: [],
+  collations: [],
   leaves,
   bytes: 8192,
   estimatedRows: 10,
@@ -46,6 +49,9 @@ const state = (over: Partial<TableState> = {}): TableState => ({
   runsSinceDeleteCheck: 0,
   leaves: [{ oid: "100", relfilenode: "100" }],
   columns: null,
+  contentUntil: null,
+  types: null,
+  resyncReason: null,
   ...over,
 });
 const input = (over: Partial<PlanInput> = {}): PlanInput => ({
@@ -57,6 +63,7 @@ const input = (over: Partial<PlanInput> = {}): PlanInput => ({
   state: state(),
   target: { exists: true, empty: false, softDeleteColumn: false },
   sourceHasRows: true,
+  keyEnforced: true,
   now: new Date(),
   ...over,
 });
@@ -85,6 +92,17 @@ describe("planTable", () => {
     );
   });
 
+  test("an empty target nobody synced is filled in place only under a key the source enforces", () => {
+    const empty = { exists: true, empty: true, softDeleteColumn: false };
+    assert.equal(planTable(input({ state: null, target: empty })).into, "empty-table");
+    const given = planTable(input({ state: null, target: empty, keyEnforced: false }));
+    assert.equal(
+      given.into,
+      "staging",
+      "staged first, so duplicate keys are refused before a part commits",
+    );
+  });
+
   test("a leaf new since the last run is read whole, in an incremental run", () => {
     const p = planTable(input({ source: table([leaf("100", "100"), leaf("101", "101")]) }));
     assert.equal(p.mode, "xmin");
@@ -103,6 +121,26 @@ describe("planTable", () => {
     const ignored = planTable(input({ source }));
     assert.equal(ignored.deletes, "none");
     assert.match(ignored.notes.join(), /deletes are not tracked/);
+  });
+
+  test("after a rewrite, rows re-read before the watermark passes it are compared by content", () => {
+    const rewrite = planTable(input({ source: table([leaf("100", "555")]) }));
+    assert.equal(
+      rewrite.contentUntil,
+      1000n,
+      "the rewrite's rows are all below the snapshot's xmax",
+    );
+    const heldBack = planTable(
+      input({
+        state: state({ watermark: 950n, contentUntil: 1000n }),
+        snapshot: parseSnapshot("960:1005:960"),
+      }),
+    );
+    assert.equal(heldBack.compareContent, true);
+    assert.equal(heldBack.contentUntil, 1000n, "still ahead of the new watermark");
+    const passed = planTable(input({ state: state({ watermark: 1000n, contentUntil: 1000n }) }));
+    assert.equal(passed.compareContent, false);
+    assert.equal(passed.contentUntil, null);
   });
 
   test("a detached leaf forces the delete check", () => {

@@ -1,7 +1,7 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { runCli, type CliResult } from "./helpers/cli.js";
-import { startCluster, type Cluster } from "./helpers/cluster.js";
+import { testDatabase, type TestDatabase } from "./helpers/databases.js";
 import { assertSameRows } from "./helpers/compare.js";
 
 /**
@@ -18,85 +18,91 @@ import { assertSameRows } from "./helpers/compare.js";
 const STACK = /\n\s+at .+:\d+/;
 const lines = (text: string) => text.split("\n").filter((l) => l.trim() !== "");
 
-/** The cluster's URL for a role (trust authentication: no password). */
-const as = (c: Cluster, role: string, db = "postgres") =>
-  c.url(db).replace("postgres://postgres@", `postgres://${role}@`);
+/** The database's URL for a role (trust authentication: no password). */
+const as = (d: TestDatabase, role: string) =>
+  d.url().replace("postgres://postgres@", `postgres://${role}@`);
+
+// Roles are server-wide, and the servers are shared by the run's test files.
+const READER = "priv_reader";
+const LOADER = "priv_loader";
+const LIMITED = "priv_limited";
+const OTHER = "priv_other";
 
 describe("least privilege (source 14 -> target 17)", () => {
-  let source: Cluster;
-  let target: Cluster;
+  let source: TestDatabase;
+  const warehouses: TestDatabase[] = [];
 
   before(async () => {
-    [source, target] = await Promise.all([
-      startCluster({ version: "14" }),
-      startCluster({ version: "17" }),
-    ]);
+    source = await testDatabase("14");
+    const db = source.database;
     await source.sql(`
       CREATE SCHEMA fds;
       CREATE TABLE fds.t (id int PRIMARY KEY, v text NOT NULL);
       INSERT INTO fds.t SELECT i, 'v' || i FROM generate_series(1, 1000) i;
       CREATE TABLE fds.secret (id int PRIMARY KEY);
       INSERT INTO fds.secret VALUES (1);
-      REVOKE ALL ON DATABASE postgres FROM PUBLIC;
+      REVOKE ALL ON DATABASE ${db} FROM PUBLIC;
       REVOKE EXECUTE ON FUNCTION pg_control_system(), pg_control_checkpoint() FROM PUBLIC;
-      CREATE ROLE reader LOGIN;
-      GRANT CONNECT ON DATABASE postgres TO reader;
-      GRANT USAGE ON SCHEMA fds TO reader;
-      GRANT SELECT ON fds.t TO reader;
-      CREATE ROLE limited LOGIN CONNECTION LIMIT 2;
-      GRANT CONNECT ON DATABASE postgres TO limited;
-      GRANT USAGE ON SCHEMA fds TO limited;
-      GRANT SELECT ON fds.t TO limited;
+      DROP ROLE IF EXISTS ${READER}; DROP ROLE IF EXISTS ${LIMITED};
+      CREATE ROLE ${READER} LOGIN;
+      GRANT CONNECT ON DATABASE ${db} TO ${READER};
+      GRANT USAGE ON SCHEMA fds TO ${READER};
+      GRANT SELECT ON fds.t TO ${READER};
+      CREATE ROLE ${LIMITED} LOGIN CONNECTION LIMIT 2;
+      GRANT CONNECT ON DATABASE ${db} TO ${LIMITED};
+      GRANT USAGE ON SCHEMA fds TO ${LIMITED};
+      GRANT SELECT ON fds.t TO ${LIMITED};
     `);
     const roles = await source.sql<{ r: string }>(
       `SELECT string_agg(b.rolname, ',') AS r FROM pg_auth_members m
-         JOIN pg_roles b ON b.oid = m.roleid JOIN pg_roles u ON u.oid = m.member WHERE u.rolname = 'reader'`,
+         JOIN pg_roles b ON b.oid = m.roleid JOIN pg_roles u ON u.oid = m.member WHERE u.rolname = $1`,
+      [READER],
     );
     assert.equal(roles[0]!.r, null, "reader is in no role (no pg_read_all_data)");
-    await target.sql(`
-      CREATE ROLE loader LOGIN;
-      CREATE ROLE nobody LOGIN;
-      CREATE ROLE other;
+    const first = await testDatabase("17");
+    warehouses.push(first);
+    await first.sql(`
+      DROP ROLE IF EXISTS ${LOADER}; DROP ROLE IF EXISTS ${OTHER};
+      CREATE ROLE ${LOADER} LOGIN;
+      CREATE ROLE ${OTHER};
     `);
   });
   after(async () => {
-    await Promise.all([source?.stop(), target?.stop()]);
+    await Promise.all([source, ...warehouses].map((d) => d?.stop()));
+    await source
+      ?.sql(`DROP ROLE IF EXISTS ${READER}; DROP ROLE IF EXISTS ${LIMITED}`)
+      .catch(() => undefined);
   });
 
-  let databases = 0;
-  /** A target database where loader owns xmin_sync and raw, and may create nothing else. */
+  /** A target database where the loader owns xmin_sync and raw, and may create nothing else. */
   const warehouse = async (opts: { projectSchema?: boolean } = {}) => {
-    const name = `wh${++databases}`;
-    await target.createDatabase(name);
-    await target.sql(
+    const db = await testDatabase("17");
+    warehouses.push(db);
+    await db.sql(
       `REVOKE CREATE ON SCHEMA public FROM PUBLIC;
-       CREATE SCHEMA raw AUTHORIZATION loader;
-       CREATE SCHEMA other_owned AUTHORIZATION other;
-       ${opts.projectSchema === false ? "" : "CREATE SCHEMA xmin_sync AUTHORIZATION loader;"}`,
-      [],
-      name,
+       CREATE SCHEMA raw AUTHORIZATION ${LOADER};
+       CREATE SCHEMA other_owned AUTHORIZATION ${OTHER};
+       ${opts.projectSchema === false ? "" : `CREATE SCHEMA xmin_sync AUTHORIZATION ${LOADER};`}`,
     );
-    return name;
+    return db;
   };
   /** Every relation in a target database outside the system's schemas. */
-  const relations = async (db: string) =>
+  const relations = async (db: TestDatabase) =>
     (
-      await target.sql<{ r: string }>(
+      await db.sql<{ r: string }>(
         `SELECT n.nspname || '.' || c.relname AS r FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
           WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'
           ORDER BY 1`,
-        [],
-        db,
       )
     ).map((x) => x.r);
 
-  const run = (args: string[], db: string, roles = { source: "reader", target: "loader" }) =>
+  const run = (args: string[], db: TestDatabase, roles = { source: READER, target: LOADER }) =>
     runCli([
       args[0]!,
       "--source",
       as(source, roles.source),
       "--target",
-      as(target, roles.target, db),
+      as(db, roles.target),
       ...args.slice(1),
     ]);
 
@@ -123,7 +129,7 @@ describe("least privilege (source 14 -> target 17)", () => {
     assert.equal(full.code, 0, full.stdout + full.stderr);
     assert.equal(full.json[0]!.mode, "full");
     assert.equal(full.json[0]!.rowsCopied, 1000);
-    const same = () => assertSameRows(source, "fds.t", target, "raw.t", ["id"], { targetDb: db });
+    const same = () => assertSameRows(source, "fds.t", db, "raw.t", ["id"]);
     await same();
 
     await source.sql(`UPDATE fds.t SET v = 'changed' WHERE id <= 10;
@@ -139,7 +145,7 @@ describe("least privilege (source 14 -> target 17)", () => {
     await same();
 
     // A difference behind the sync's back, found and repaired by the same roles.
-    await target.sql("UPDATE raw.t SET v = 'tampered' WHERE id = 7", [], db);
+    await db.sql("UPDATE raw.t SET v = 'tampered' WHERE id = 7");
     const deep = await run(
       ["validate", "--table", "fds.t:raw.t", "--deep", "--repair", "--json"],
       db,
@@ -158,7 +164,7 @@ describe("least privilege (source 14 -> target 17)", () => {
     const line = refused(
       r,
       "stderr",
-      /^xmin-sync: target: schema xmin_sync does not exist and role loader may not create it: no CREATE privilege on database wh\d+ \(GRANT CREATE ON DATABASE wh\d+ TO loader, or have it made: CREATE SCHEMA xmin_sync AUTHORIZATION loader\)$/,
+      /^xmin-sync: target: schema xmin_sync does not exist and role priv_loader may not create it: no CREATE privilege on database t_\d+_\d+ \(GRANT CREATE ON DATABASE t_\d+_\d+ TO priv_loader, or have it made: CREATE SCHEMA xmin_sync AUTHORIZATION priv_loader\)$/,
     );
     assert.ok(line.length < 300, line);
     assert.deepEqual(await relations(db), before, "the target is as it was");
@@ -178,13 +184,11 @@ describe("least privilege (source 14 -> target 17)", () => {
 
   test("per table: a source table without SELECT, a target schema without CREATE, a table it does not own; the others sync", async () => {
     const db = await warehouse();
-    await target.sql(
+    await db.sql(
       `CREATE TABLE other_owned.owned (id int PRIMARY KEY, v text NOT NULL);
-       ALTER TABLE other_owned.owned OWNER TO other;
-       GRANT USAGE ON SCHEMA other_owned TO loader;
-       GRANT SELECT, INSERT, UPDATE, DELETE ON other_owned.owned TO loader;`,
-      [],
-      db,
+       ALTER TABLE other_owned.owned OWNER TO ${OTHER};
+       GRANT USAGE ON SCHEMA other_owned TO ${LOADER};
+       GRANT SELECT, INSERT, UPDATE, DELETE ON other_owned.owned TO ${LOADER};`,
     );
     const before = await relations(db);
     const r = await run(
@@ -202,15 +206,15 @@ describe("least privilege (source 14 -> target 17)", () => {
     assert.equal(out.length, 4, r.stdout + r.stderr);
     assert.match(
       out[0]!,
-      /^FAIL fds\.secret -> raw\.secret: source: no SELECT privilege for role reader \(GRANT SELECT ON fds\.secret TO reader\) \(0\.0s\)$/,
+      /^FAIL fds\.secret -> raw\.secret: source: no SELECT privilege for role priv_reader \(GRANT SELECT ON fds\.secret TO priv_reader\) \(0\.0s\)$/,
     );
     assert.match(
       out[1]!,
-      /^FAIL fds\.t -> public\.t: target: no CREATE privilege on schema public for role loader, to create the table \(GRANT CREATE ON SCHEMA public TO loader\)/,
+      /^FAIL fds\.t -> public\.t: target: no CREATE privilege on schema public for role priv_loader, to create the table \(GRANT CREATE ON SCHEMA public TO priv_loader\)/,
     );
     assert.match(
       out[2]!,
-      /^FAIL fds\.t -> other_owned\.owned: target: adding its source_xmin column needs ownership, which role loader lacks \(ALTER TABLE other_owned\.owned OWNER TO loader/,
+      /^FAIL fds\.t -> other_owned\.owned: target: adding its source_xmin column needs ownership, which role priv_loader lacks \(ALTER TABLE other_owned\.owned OWNER TO priv_loader/,
     );
     assert.match(out[3]!, /^ok {3}fds\.t -> raw\.t: full/);
     const after = await relations(db);
@@ -219,22 +223,19 @@ describe("least privilege (source 14 -> target 17)", () => {
       ["raw.t", "raw.t_pkey", "raw.t_source_xmin_idx"],
       "only the table that could be synced was created",
     );
-    assert.equal(
-      (await target.sql("SELECT count(*)::int AS n FROM other_owned.owned", [], db))[0]!.n,
-      0,
-    );
+    assert.equal((await db.sql("SELECT count(*)::int AS n FROM other_owned.owned"))[0]!.n, 0);
   });
 
   test("connections: a role's CONNECTION LIMIT below what a run needs", async () => {
     const db = await warehouse();
     const r = await run(["check", "--table", "fds.t:raw.t"], db, {
-      source: "limited",
-      target: "loader",
+      source: LIMITED,
+      target: LOADER,
     });
     assert.equal(r.code, 2, r.stdout + r.stderr);
     assert.match(
       r.stdout,
-      /^ERROR source: only 1 free connections for role limited \(max_connections or the role's CONNECTION LIMIT\): a run needs at least 3$/m,
+      /^ERROR source: only 1 free connections for role priv_limited \(max_connections or the role's CONNECTION LIMIT\): a run needs at least 3$/m,
     );
   });
 });

@@ -16,6 +16,9 @@ import {
   type MergeSpec,
 } from "../src/target/merge.js";
 import { copyOutSql } from "../src/source/read.js";
+import { keyProblemsSql, type KeyColumn } from "../src/db/key.js";
+import { createCollationSql } from "../src/target/collations.js";
+import { bucketSql, leafSql } from "../src/validate/hash.js";
 import { fullXid, isNewRow, needsFullRescan, nextFromAge, XID_SPACE } from "../src/source/xid.js";
 
 /** No database here: names, SQL text and xid arithmetic, checked exactly. */
@@ -165,12 +168,23 @@ describe("quoting and display", () => {
   });
 });
 
+/** A key column compared as its type does (db/key.ts). */
+const keyCol = (name: string, over: Partial<KeyColumn> = {}): KeyColumn => ({
+  name,
+  type: "integer",
+  equality: { schema: "pg_catalog", name: "=" },
+  collation: null,
+  hash: { schema: "pg_catalog", name: "hashint4extended" },
+  ...over,
+});
+const EQ = 'OPERATOR("pg_catalog".=)';
+
 describe("merge SQL builders", () => {
   const spec: MergeSpec = {
     target: { schema: "raw_data", name: 'Odd "T"' },
     stage: { schema: "xmin_sync", name: "stage_16384" },
     columns: ["id", "Name", "v"],
-    key: ["id"],
+    key: [keyCol("id")],
     compareContent: false,
   };
   const T = '"raw_data"."Odd ""T"""';
@@ -179,9 +193,9 @@ describe("merge SQL builders", () => {
   test("mergeSql skips rows whose source_xmin did not change", () => {
     assert.equal(
       mergeSql(spec).text,
-      `MERGE INTO ${T} AS t USING ${S} AS s ON t."id" = s."id"` +
+      `MERGE INTO ${T} AS t USING ${S} AS s ON t."id" ${EQ} s."id"` +
         ` WHEN MATCHED AND t."source_xmin" IS DISTINCT FROM s."source_xmin"` +
-        ` THEN UPDATE SET "Name" = s."Name", "v" = s."v", "source_xmin" = s."source_xmin"` +
+        ` THEN UPDATE SET "id" = s."id", "Name" = s."Name", "v" = s."v", "source_xmin" = s."source_xmin"` +
         ` WHEN NOT MATCHED THEN INSERT ("id", "Name", "v", "source_xmin")` +
         ` VALUES (s."id", s."Name", s."v", s."source_xmin")`,
     );
@@ -189,10 +203,10 @@ describe("merge SQL builders", () => {
 
   test("mergeSql with a composite key, deciding by content (full resync)", () => {
     assert.equal(
-      mergeSql({ ...spec, key: ["id", "Name"], compareContent: true }).text,
-      `MERGE INTO ${T} AS t USING ${S} AS s ON t."id" = s."id" AND t."Name" = s."Name"` +
+      mergeSql({ ...spec, key: [keyCol("id"), keyCol("Name")], compareContent: true }).text,
+      `MERGE INTO ${T} AS t USING ${S} AS s ON t."id" ${EQ} s."id" AND t."Name" ${EQ} s."Name"` +
         ` WHEN MATCHED AND ROW(t."id", t."Name", t."v")::text IS DISTINCT FROM ROW(s."id", s."Name", s."v")::text` +
-        ` THEN UPDATE SET "v" = s."v", "source_xmin" = s."source_xmin"` +
+        ` THEN UPDATE SET "id" = s."id", "Name" = s."Name", "v" = s."v", "source_xmin" = s."source_xmin"` +
         ` WHEN NOT MATCHED THEN INSERT ("id", "Name", "v", "source_xmin")` +
         ` VALUES (s."id", s."Name", s."v", s."source_xmin")`,
     );
@@ -203,9 +217,9 @@ describe("merge SQL builders", () => {
     assert.equal(
       text,
       `WITH m AS (MERGE INTO ${T} AS t USING (SELECT * FROM ${S} WHERE ctid >= $1::tid AND ctid < $2::tid) AS s` +
-        ` ON t."id" = s."id"` +
+        ` ON t."id" ${EQ} s."id"` +
         ` WHEN MATCHED AND t."source_xmin" IS DISTINCT FROM s."source_xmin"` +
-        ` THEN UPDATE SET "Name" = s."Name", "v" = s."v", "source_xmin" = s."source_xmin"` +
+        ` THEN UPDATE SET "id" = s."id", "Name" = s."Name", "v" = s."v", "source_xmin" = s."source_xmin"` +
         ` WHEN NOT MATCHED THEN INSERT ("id", "Name", "v", "source_xmin")` +
         ` VALUES (s."id", s."Name", s."v", s."source_xmin") RETURNING merge_action() AS a)` +
         ` SELECT count(*) FILTER (WHERE a = 'INSERT')::bigint AS inserted,` +
@@ -219,7 +233,7 @@ describe("merge SQL builders", () => {
       upsertSql(spec).text,
       `WITH m AS (INSERT INTO ${T} AS t ("id", "Name", "v", "source_xmin")` +
         ` SELECT s."id", s."Name", s."v", s."source_xmin" FROM ${S} AS s` +
-        ` ON CONFLICT ("id") DO UPDATE SET "Name" = EXCLUDED."Name", "v" = EXCLUDED."v",` +
+        ` ON CONFLICT ("id") DO UPDATE SET "id" = EXCLUDED."id", "Name" = EXCLUDED."Name", "v" = EXCLUDED."v",` +
         ` "source_xmin" = EXCLUDED."source_xmin"` +
         ` WHERE t."source_xmin" IS DISTINCT FROM EXCLUDED."source_xmin"` +
         ` RETURNING (t.xmax = 0) AS inserted)` +
@@ -233,7 +247,7 @@ describe("merge SQL builders", () => {
       upsertSql({ ...spec, compareContent: true }).text,
       `WITH m AS (INSERT INTO ${T} AS t ("id", "Name", "v", "source_xmin")` +
         ` SELECT s."id", s."Name", s."v", s."source_xmin" FROM ${S} AS s` +
-        ` ON CONFLICT ("id") DO UPDATE SET "Name" = EXCLUDED."Name", "v" = EXCLUDED."v",` +
+        ` ON CONFLICT ("id") DO UPDATE SET "id" = EXCLUDED."id", "Name" = EXCLUDED."Name", "v" = EXCLUDED."v",` +
         ` "source_xmin" = EXCLUDED."source_xmin"` +
         ` WHERE ROW(t."id", t."Name", t."v")::text IS DISTINCT FROM` +
         ` ROW(EXCLUDED."id", EXCLUDED."Name", EXCLUDED."v")::text` +
@@ -243,27 +257,116 @@ describe("merge SQL builders", () => {
     );
   });
 
-  test("a table of key columns only updates just source_xmin", () => {
+  test("a table of key columns only updates its key's spelling and source_xmin", () => {
     const keyOnly = { ...spec, columns: ["id"] };
-    assert.match(mergeSql(keyOnly).text, / THEN UPDATE SET "source_xmin" = s."source_xmin" WHEN /);
+    assert.match(
+      mergeSql(keyOnly).text,
+      / THEN UPDATE SET "id" = s."id", "source_xmin" = s."source_xmin" WHEN /,
+    );
     assert.match(
       upsertSql(keyOnly).text,
-      / DO UPDATE SET "source_xmin" = EXCLUDED."source_xmin" WHERE /,
+      / DO UPDATE SET "id" = EXCLUDED."id", "source_xmin" = EXCLUDED."source_xmin" WHERE /,
+    );
+  });
+
+  test("keys are matched by their type's own equality and their column's collation", () => {
+    const citext = keyCol("code", {
+      type: "public.citext",
+      equality: { schema: "public", name: "=" },
+      hash: { schema: "public", name: "citext_hash_extended" },
+    });
+    const ci = keyCol("name", {
+      type: "text",
+      collation: { schema: "app", name: "case insensitive" },
+    });
+    const k = { ...spec, key: [citext, ci] };
+    assert.match(
+      mergeSql(k).text,
+      / ON t."code" OPERATOR\("public".=\) s."code" AND t."name" OPERATOR\("pg_catalog".=\) s."name" COLLATE "app"."case insensitive" WHEN /,
+    );
+    assert.equal(
+      deleteMissingSql(spec.target, spec.stage, [citext, ci]).text,
+      `DELETE FROM ${T} AS t WHERE NOT EXISTS (SELECT 1 FROM ${S} AS s WHERE` +
+        ` s."code" OPERATOR("public".=) t."code"` +
+        ` AND s."name" ${EQ} t."name" COLLATE "app"."case insensitive")`,
     );
   });
 
   test("countNewSql", () => {
     assert.equal(
-      countNewSql({ ...spec, key: ["id", "Name"] }).text,
+      countNewSql({ ...spec, key: [keyCol("id"), keyCol("Name")] }).text,
       `SELECT count(*)::bigint AS n FROM ${S} AS s WHERE NOT EXISTS` +
-        ` (SELECT 1 FROM ${T} AS t WHERE t."id" = s."id" AND t."Name" = s."Name")`,
+        ` (SELECT 1 FROM ${T} AS t WHERE t."id" ${EQ} s."id" AND t."Name" ${EQ} s."Name")`,
     );
   });
 
   test("deleteMissingSql", () => {
     assert.equal(
       deleteMissingSql(spec.target, spec.stage, spec.key).text,
-      `DELETE FROM ${T} AS t WHERE NOT EXISTS (SELECT 1 FROM ${S} AS s WHERE s."id" = t."id")`,
+      `DELETE FROM ${T} AS t WHERE NOT EXISTS (SELECT 1 FROM ${S} AS s WHERE s."id" ${EQ} t."id")`,
+    );
+  });
+});
+
+describe("key checks, collations and deep-validation hashes", () => {
+  const table = { schema: "app", name: "t" };
+  test("keyProblemsSql counts NULL keys and duplicated values in one grouping", () => {
+    const { text, values } = keyProblemsSql(table, [keyCol("a"), keyCol("b")]);
+    assert.equal(
+      text,
+      `SELECT coalesce(sum(g.n) FILTER (WHERE g.nulls), 0)::bigint AS nulls,` +
+        ` count(*) FILTER (WHERE NOT g.nulls AND g.n > 1)::bigint AS duplicates,` +
+        ` coalesce(sum(g.n) FILTER (WHERE NOT g.nulls AND g.n > 1), 0)::bigint AS duplicate_rows` +
+        ` FROM (SELECT count(*) AS n, (t."a" IS NULL OR t."b" IS NULL) AS nulls` +
+        ` FROM "app"."t" AS t GROUP BY t."a", t."b") AS g`,
+    );
+    assert.deepEqual(values, []);
+  });
+  test("keyProblemsSql among given keys matches them by the key's equality", () => {
+    const { text, values } = keyProblemsSql(table, [keyCol("a")], [["1", "2"]]);
+    assert.match(
+      text,
+      / FROM "app"."t" AS t WHERE EXISTS \(SELECT 1 FROM unnest\(\$1::text\[\]\) AS u\(k0\) WHERE t."a" OPERATOR\("pg_catalog".=\) u.k0::integer\) GROUP BY t."a"\) AS g$/,
+    );
+    assert.deepEqual(values, [["1", "2"]]);
+  });
+  test("createCollationSql from the source's definition", () => {
+    assert.equal(
+      createCollationSql({
+        name: { schema: "app", name: "ci" },
+        provider: "i",
+        deterministic: false,
+        collate: "und-u-ks-level2",
+        ctype: "und-u-ks-level2",
+        rules: null,
+      }),
+      `CREATE COLLATION "app"."ci" (provider = icu, locale = 'und-u-ks-level2', deterministic = false)`,
+    );
+    assert.equal(
+      createCollationSql({
+        name: { schema: "app", name: "c2" },
+        provider: "c",
+        deterministic: true,
+        collate: "C",
+        ctype: "C",
+        rules: null,
+      }),
+      `CREATE COLLATION "app"."c2" (provider = libc, lc_collate = 'C', lc_ctype = 'C')`,
+    );
+  });
+  test("the key hash is the type's own, chained across columns; text for types without a portable one", () => {
+    const spec = {
+      table,
+      columns: ["a", "b", "v"],
+      key: [keyCol("a"), keyCol("b", { type: "app.mood", hash: null })],
+    };
+    assert.match(
+      leafSql(spec),
+      / hashint8extended\(coalesce\(hashtextextended\(t."b"::text, 0\), 0\), coalesce\("pg_catalog"."hashint4extended"\(t."a", 0\), 0\)\) AS h, /,
+    );
+    assert.match(
+      bucketSql({ ...spec, key: [keyCol("b", { hash: null })] }, false),
+      / hashtextextended\(t."b"::text, 0\) AS h, /,
     );
   });
 });

@@ -1,7 +1,8 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { sync, validate, type TableSpec } from "../src/index.js";
-import { hasSystemPostgres, startCluster, type Cluster } from "./helpers/cluster.js";
+import { hasSystemPostgres } from "./helpers/cluster.js";
+import { testDatabase, type TestDatabase } from "./helpers/databases.js";
 import { assertSameRows } from "./helpers/compare.js";
 
 /**
@@ -17,8 +18,8 @@ const ROWS = 300_000;
 const TIMEOUT = 5 * 60_000;
 
 describe("every path on 300,000 rows", { timeout: 4 * TIMEOUT }, () => {
-  let source: Cluster;
-  let target: Cluster;
+  let source: TestDatabase;
+  let target: TestDatabase;
   const hard: TableSpec = {
     source: { schema: "app", name: "big" },
     target: { schema: "raw", name: "big" },
@@ -36,8 +37,8 @@ describe("every path on 300,000 rows", { timeout: 4 * TIMEOUT }, () => {
 
   before(async () => {
     [source, target] = await Promise.all([
-      startCluster({ version: "17" }),
-      startCluster({ version: hasSystemPostgres() ? "system" : "17" }),
+      testDatabase("17"),
+      testDatabase(hasSystemPostgres() ? "system" : "17"),
     ]);
     await source.sql(`
       CREATE SCHEMA app;

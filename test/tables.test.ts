@@ -4,7 +4,7 @@ import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { runCli } from "./helpers/cli.js";
-import { startCluster, type Cluster } from "./helpers/cluster.js";
+import { testDatabase, type TestDatabase } from "./helpers/databases.js";
 import { assertSameRows } from "./helpers/compare.js";
 
 /**
@@ -18,16 +18,12 @@ import { assertSameRows } from "./helpers/compare.js";
 const lines = (text: string) => text.split("\n").filter((l) => l.trim() !== "");
 
 describe("tables in bulk (source 17 -> target 14)", () => {
-  let source: Cluster;
-  let target: Cluster;
+  let source: TestDatabase;
+  const made: TestDatabase[] = [];
   let dir: string;
-  let databases = 0;
 
   before(async () => {
-    [source, target] = await Promise.all([
-      startCluster({ version: "17" }),
-      startCluster({ version: "14" }),
-    ]);
+    source = await testDatabase("17");
     dir = await mkdtemp(join(tmpdir(), "xmin-sync-tables-"));
     await source.sql(`
       CREATE SCHEMA fds;
@@ -49,19 +45,23 @@ describe("tables in bulk (source 17 -> target 14)", () => {
     `);
   });
   after(async () => {
-    await Promise.all([source?.stop(), target?.stop()]);
+    await Promise.all([source, ...made].map((d) => d?.stop()));
     if (dir) await rm(dir, { recursive: true, force: true });
   });
 
-  const fresh = async () => target.createDatabase(`t${++databases}`);
+  /** A new target database (version 14); its URL. */
+  const fresh = async () => {
+    const d = await testDatabase("14");
+    made.push(d);
+    return d.url();
+  };
+  const db = (url: string) => made.find((d) => d.url() === url)!;
   const targets = async (url: string) =>
     (
-      await target.sql<{ r: string }>(
+      await db(url).sql<{ r: string }>(
         `SELECT n.nspname || '.' || c.relname AS r FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
           WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'xmin_sync')
           ORDER BY 1`,
-        [],
-        url.slice(url.lastIndexOf("/") + 1),
       )
     ).map((x) => x.r);
   const sync = (t: string, ...args: string[]) =>
@@ -75,7 +75,7 @@ describe("tables in bulk (source 17 -> target 14)", () => {
     const row = (name: string) => out.find((l) => l.startsWith(`${name} `)) ?? "";
     assert.match(row("fds.a"), /^fds\.a\s+table\s+300\s+\d+(\.\d)? kB\s+id\s+xmin$/);
     assert.match(row("fds.b"), /\s+k1,k2\s+xmin$/);
-    assert.match(row("fds.nokey"), /\s+-\s+no primary key: give key columns$/);
+    assert.match(row("fds.nokey"), /\s+-\s+no primary key or unique index: give key columns$/);
     assert.match(
       row("fds.v"),
       /^fds\.v\s+view\s+\?\s+-\s+-\s+no key, no xmin: give key and cursor$/,
@@ -105,7 +105,10 @@ describe("tables in bulk (source 17 -> target 14)", () => {
     assert.match(r.stderr, /wrote .*sync\.yaml \(5 tables\)/);
     const text = await readFile(file, "utf8");
     assert.match(text, /^ {2}- source: fds\.a\n {4}target: raw\.a$/m);
-    assert.match(text, /^ {2}# table, ~20 rows.*: no primary key: give key columns; uncomment/m);
+    assert.match(
+      text,
+      /^ {2}# table, ~20 rows.*: no primary key or unique index: give key columns; uncomment/m,
+    );
     assert.match(text, /^ {2}# - source: fds\.nokey$/m);
     assert.match(text, /^ {2}# {3}key: \[id\]$/m);
     assert.ok(!text.includes("tmp_scratch"), "--exclude");
@@ -124,7 +127,7 @@ describe("tables in bulk (source 17 -> target 14)", () => {
         ["fds.p", "raw.p", "ok"],
       ],
     );
-    await assertSameRows(source, "fds.p", target, "raw.p", ["id"], { targetDb: `t${databases}` });
+    await assertSameRows(source, "fds.p", db(t), "raw.p", ["id"]);
 
     const again = await runCli([...args, "--out", file]);
     assert.equal(again.code, 2);
@@ -155,12 +158,10 @@ describe("tables in bulk (source 17 -> target 14)", () => {
     );
     assert.match(
       out[2]!,
-      /: source: has no primary key: name its key columns \(--key COLS after its --table/,
+      /: source: has no primary key and no unique index on NOT NULL columns: name its key columns \(--key COLS after its --table/,
     );
     assert.deepEqual(await targets(t), ["raw.a", "raw.b", "raw.p"]);
-    await assertSameRows(source, "fds.b", target, "raw.b", ["k1", "k2"], {
-      targetDb: `t${databases}`,
-    });
+    await assertSameRows(source, "fds.b", db(t), "raw.b", ["k1", "k2"]);
 
     // --key after a --table is that table's; the pattern's tables keep their primary keys.
     const keyed = await sync(
@@ -178,9 +179,7 @@ describe("tables in bulk (source 17 -> target 14)", () => {
         ["fds.nokey", "full"],
       ],
     );
-    await assertSameRows(source, "fds.nokey", target, "raw.nokey", ["id"], {
-      targetDb: `t${databases}`,
-    });
+    await assertSameRows(source, "fds.nokey", db(t), "raw.nokey", ["id"]);
 
     // Before any --table, --key is every table's.
     const t2 = await fresh();

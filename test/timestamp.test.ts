@@ -1,7 +1,7 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { sync, type TableSpec } from "../src/index.js";
-import { startCluster, type Cluster } from "./helpers/cluster.js";
+import { testDatabase, type TestDatabase } from "./helpers/databases.js";
 import { assertSameRows } from "./helpers/compare.js";
 import { runCli } from "./helpers/cli.js";
 
@@ -11,8 +11,8 @@ import { runCli } from "./helpers/cli.js";
  * named, or to full copies; mode auto picks, and says which.
  */
 describe("timestamp mode on a view", () => {
-  let source: Cluster;
-  let target: Cluster;
+  let source: TestDatabase;
+  let target: TestDatabase;
   const spec: TableSpec = {
     source: { schema: "app", name: "orders_v" },
     target: { schema: "raw", name: "orders" },
@@ -21,10 +21,7 @@ describe("timestamp mode on a view", () => {
   };
 
   before(async () => {
-    [source, target] = await Promise.all([
-      startCluster({ version: "17" }),
-      startCluster({ version: "14" }),
-    ]);
+    [source, target] = await Promise.all([testDatabase("17"), testDatabase("14")]);
     await source.sql(`
       CREATE SCHEMA app;
       CREATE TABLE app.orders (id int PRIMARY KEY, status text, updated_at timestamptz NOT NULL);

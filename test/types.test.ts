@@ -1,7 +1,8 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { sync, type TableResult } from "../src/index.js";
-import { startCluster, type Cluster, type Version } from "./helpers/cluster.js";
+import { type Version } from "./helpers/cluster.js";
+import { testDatabase, type TestDatabase } from "./helpers/databases.js";
 import { columnList, tableText } from "./helpers/compare.js";
 
 /**
@@ -144,7 +145,7 @@ const CHANGES_BEFORE_NEW_LABEL = `
 `;
 
 /** A source with its own type definitions: enum labels as the server orders them. */
-async function enumLabels(c: Cluster): Promise<string[]> {
+async function enumLabels(c: TestDatabase): Promise<string[]> {
   const rows = await c.sql<{ l: string }>(
     `SELECT enumlabel AS l FROM pg_enum WHERE enumtypid = '"Mixed Schema"."Mood"'::regtype ORDER BY enumsortorder`,
   );
@@ -153,7 +154,7 @@ async function enumLabels(c: Cluster): Promise<string[]> {
 
 /** Each column's format_type, collation and whether it is generated. */
 async function columnTypes(
-  c: Cluster,
+  c: TestDatabase,
   table: string,
 ): Promise<{ name: string; type: string; collation: string | null; generated: boolean }[]> {
   return c.sql(
@@ -171,7 +172,7 @@ async function columnTypes(
  * domain base type, NOT NULL and collation, composite attributes. (Domain
  * CHECKs stay on the source by design, see ensureUserTypes.)
  */
-async function userTypes(c: Cluster): Promise<Record<string, unknown>[]> {
+async function userTypes(c: TestDatabase): Promise<Record<string, unknown>[]> {
   return c.sql(
     `SELECT format_type(t.oid, NULL) AS name, t.typtype::text AS kind,
             format_type(NULLIF(t.typbasetype, 0), t.typtypmod) AS base, t.typnotnull AS not_null,
@@ -194,13 +195,13 @@ for (const [sourceVersion, targetVersion] of [
   ["14", "17"],
 ] as [Version, Version][]) {
   describe(`type fidelity, source ${sourceVersion} -> target ${targetVersion}`, () => {
-    let source: Cluster;
-    let target: Cluster;
+    let source: TestDatabase;
+    let target: TestDatabase;
 
     before(async () => {
       [source, target] = await Promise.all([
-        startCluster({ version: sourceVersion }),
-        startCluster({ version: targetVersion }),
+        testDatabase(sourceVersion),
+        testDatabase(targetVersion),
       ]);
       await source.sql(SETUP);
     });

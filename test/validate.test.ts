@@ -1,7 +1,7 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { sync, validate } from "../src/index.js";
-import { startCluster, type Cluster } from "./helpers/cluster.js";
+import { testDatabase, type TestDatabase } from "./helpers/databases.js";
 import { assertSameRows } from "./helpers/compare.js";
 import { runCli } from "./helpers/cli.js";
 
@@ -11,18 +11,15 @@ import { runCli } from "./helpers/cli.js";
  * order) on a composite text key, and repair makes the copy equal again.
  */
 describe("validate --deep and --repair, composite text key", () => {
-  let source: Cluster;
-  let target: Cluster;
+  let source: TestDatabase;
+  let target: TestDatabase;
   const spec = {
     source: { schema: "app", name: "positions" },
     target: { schema: "raw", name: "positions" },
   };
 
   before(async () => {
-    [source, target] = await Promise.all([
-      startCluster({ version: "17" }),
-      startCluster({ version: "14" }),
-    ]);
+    [source, target] = await Promise.all([testDatabase("17"), testDatabase("14")]);
     await source.sql(`
       CREATE SCHEMA app;
       CREATE TABLE app.positions (
@@ -106,14 +103,11 @@ describe("validate --deep and --repair, composite text key", () => {
 });
 
 describe("validate from the CLI: exit codes", () => {
-  let source: Cluster;
-  let target: Cluster;
+  let source: TestDatabase;
+  let target: TestDatabase;
 
   before(async () => {
-    [source, target] = await Promise.all([
-      startCluster({ version: "17" }),
-      startCluster({ version: "17" }),
-    ]);
+    [source, target] = await Promise.all([testDatabase("17"), testDatabase("17")]);
     await source.sql(`
       CREATE TABLE public.items (id uuid PRIMARY KEY, name text);
       INSERT INTO public.items SELECT gen_random_uuid(), 'item ' || i FROM generate_series(1, 3000) i;`);

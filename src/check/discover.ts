@@ -11,7 +11,8 @@ export interface ListedTable {
   estimatedRows: number | null;
   /** Heap and TOAST bytes (over every partition); 0 for views and foreign tables. */
   bytes: number;
-  primaryKey: string[] | null;
+  /** The key a run would take: the primary key, else a unique index on NOT NULL columns. */
+  key: string[] | null;
   /** Our role may read it: USAGE on its schema and SELECT on it. */
   readable: boolean;
   /** Rows carry xmin (tables, partitioned tables, materialized views); views and foreign tables do not. */
@@ -44,6 +45,27 @@ export const SIZE_LATERAL = `LEFT JOIN LATERAL (
     WHERE l.relkind IN ('r', 'm')) AS size ON true`;
 
 /**
+ * The key a run would take for relation `c` (as source/key.ts chooses it):
+ * the primary key, else a unique index with no predicate or expression
+ * whose key columns are all NOT NULL, the one with the fewest columns, then
+ * the first by name. Yields `key.columns` (null when there is none) and
+ * `key.index` (the unique index's name; null for a primary key).
+ */
+export const KEY_LATERAL = `LEFT JOIN LATERAL (
+   SELECT ARRAY(SELECT a.attname::text FROM unnest(x.indkey) WITH ORDINALITY AS k(attnum, ord)
+                  JOIN pg_attribute a ON a.attrelid = x.indrelid AND a.attnum = k.attnum
+                 WHERE k.ord <= x.indnkeyatts ORDER BY k.ord) AS columns,
+          CASE WHEN NOT x.indisprimary THEN ic.relname::text END AS index
+     FROM pg_index x JOIN pg_class ic ON ic.oid = x.indexrelid
+    WHERE x.indrelid = c.oid AND x.indisunique AND x.indisvalid
+      AND x.indpred IS NULL AND x.indexprs IS NULL
+      AND NOT EXISTS (SELECT 1 FROM unnest(x.indkey) WITH ORDINALITY AS u(attnum, ord)
+                        JOIN pg_attribute aa ON aa.attrelid = x.indrelid AND aa.attnum = u.attnum
+                       WHERE u.ord <= x.indnkeyatts AND NOT aa.attnotnull)
+    ORDER BY x.indisprimary DESC, x.indnkeyatts, ic.relname
+    LIMIT 1) AS key ON true`;
+
+/**
  * The source's tables, views and foreign tables, in the given schemas (all
  * but the system's when none), sorted by name. Partitions and inheritance
  * children are left out: their parent's run reads their rows. Catalog
@@ -59,19 +81,16 @@ export async function listTables(
     relkind: string;
     rows: number | null;
     bytes: string;
-    pk: string[] | null;
+    key: string[] | null;
     readable: boolean;
   }>(
     `SELECT n.nspname AS schema, c.relname AS name, c.relkind::text AS relkind,
             size.rows, size.bytes,
-            (SELECT array_agg(a.attname::text ORDER BY k.ord)
-               FROM pg_index i
-               CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
-               JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
-              WHERE i.indrelid = c.oid AND i.indisprimary) AS pk,
+            key.columns AS key,
             has_schema_privilege(n.oid, 'USAGE') AND has_table_privilege(c.oid, 'SELECT') AS readable
        FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
        ${SIZE_LATERAL}
+       ${KEY_LATERAL}
       WHERE c.relkind IN ('r', 'p', 'm', 'v', 'f')
         AND NOT c.relispartition
         AND NOT EXISTS (SELECT 1 FROM pg_inherits h WHERE h.inhrelid = c.oid)
@@ -86,7 +105,7 @@ export async function listTables(
     kind: KIND[r.relkind] ?? r.relkind,
     estimatedRows: r.rows === null ? null : Math.round(r.rows),
     bytes: Number(r.bytes),
-    primaryKey: r.pk,
+    key: r.key,
     readable: r.readable,
     hasXmin: XMIN_RELKINDS.has(r.relkind),
   }));

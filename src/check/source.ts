@@ -3,7 +3,7 @@ import { displayIdent, displayName, quoteIdent, type QualifiedName } from "../db
 import { XMIN_RELKINDS } from "../source/catalog.js";
 import type { TableSpec } from "../sync/types.js";
 import { RESERVED_COLUMNS } from "../target/ddl.js";
-import { SIZE_LATERAL } from "./discover.js";
+import { KEY_LATERAL, SIZE_LATERAL } from "./discover.js";
 import { error, ok, type At, type Finding } from "./findings.js";
 
 /** What the target side's checks need to know of a source table that passed. */
@@ -22,7 +22,8 @@ interface Row {
   can_select: boolean | null;
   rows: number | null;
   bytes: string | null;
-  pk: string[] | null;
+  key: string[] | null;
+  key_index: string | null;
   columns: { name: string; type: string; tschema: string; tname: string; ttype: string }[] | null;
 }
 
@@ -50,11 +51,7 @@ export async function checkSourceTables(
             has_schema_privilege(n.oid, 'USAGE') AS usage,
             c.relkind::text AS relkind, has_table_privilege(c.oid, 'SELECT') AS can_select,
             size.rows, CASE WHEN c.relkind IN ('r', 'p', 'm') THEN size.bytes END AS bytes,
-            (SELECT array_agg(a.attname::text ORDER BY k.ord)
-               FROM pg_index x
-               CROSS JOIN LATERAL unnest(x.indkey) WITH ORDINALITY AS k(attnum, ord)
-               JOIN pg_attribute a ON a.attrelid = x.indrelid AND a.attnum = k.attnum
-              WHERE x.indrelid = c.oid AND x.indisprimary) AS pk,
+            key.columns AS key, key.index AS key_index,
             (SELECT json_agg(json_build_object(
                       'name', a.attname, 'type', format_type(a.atttypid, a.atttypmod),
                       'tschema', tn.nspname, 'tname', t.typname, 'ttype', t.typtype)
@@ -68,6 +65,7 @@ export async function checkSourceTables(
        LEFT JOIN pg_namespace n ON n.nspname = s.schema
        LEFT JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = s.name
        ${SIZE_LATERAL}
+       ${KEY_LATERAL}
       ORDER BY s.i`,
     [specs.map((s) => s.source.schema), specs.map((s) => s.source.name)],
   );
@@ -82,7 +80,7 @@ export async function checkSourceTables(
       findings.push(error("source", problem, at));
       continue;
     }
-    const key = spec.key ?? r.pk!;
+    const key = spec.key ?? r.key!;
     const columns = (r.columns ?? []).map((c) => ({ name: c.name, type: c.type }));
     const userTypes = (r.columns ?? [])
       .filter((c) => c.tschema !== "pg_catalog" && c.tschema !== "information_schema")
@@ -131,9 +129,9 @@ function tableProblem(r: Row, spec: TableSpec, role: string): string | null {
       return `cursor column ${quoteIdent(spec.cursor)} is ${c.type}: it must be a timestamp, a date or a number`;
     }
   }
-  const key = spec.key ?? r.pk;
+  const key = spec.key ?? r.key;
   if (!key || key.length === 0) {
-    return "has no primary key: name its key columns (--key COLS after its --table, or key: [...] in the config)";
+    return "has no primary key and no unique index on NOT NULL columns: name its key columns (--key COLS after its --table, or key: [...] in the config)";
   }
   const notColumn = key.find((k) => !names.has(k));
   if (notColumn !== undefined) return `key column ${quoteIdent(notColumn)} is not a column`;

@@ -46,7 +46,7 @@ export function configText(
       );
     }
     if (r.ready) {
-      out.push(`  # ${oneLine(t.kind)}, ${size}, key ${oneLine(t.primaryKey!.join(", "))}`);
+      out.push(`  # ${oneLine(t.kind)}, ${size}, key ${oneLine(t.key!.join(", "))}`);
       out.push(...entry.map((l) => `  ${l}`));
       if (!t.hasXmin) {
         out.push("    # no xmin: copied whole each run, unless you name a cursor column:");
@@ -57,7 +57,7 @@ export function configText(
     } else {
       out.push(`  # ${oneLine(t.kind)}, ${size}: ${r.how}; uncomment and complete to sync it`);
       out.push(...entry.map((l) => `  # ${l}`));
-      if (!t.primaryKey) out.push(`  #   key: ${flow(["id"])}`);
+      if (!t.key) out.push(`  #   key: ${flow(["id"])}`);
       if (!t.hasXmin) out.push("  #   cursor: updated_at");
     }
   }

@@ -30,10 +30,12 @@ export async function findTables(sourceUrl: string, opts: ListOptions): Promise<
 /** Whether xmin-sync can sync the table as it stands, and how; or what it needs first. */
 export function readiness(t: ListedTable): { ready: boolean; how: string } {
   if (!t.readable) return { ready: false, how: "no SELECT (or schema USAGE) for this role" };
-  if (!t.primaryKey) {
+  if (!t.key) {
     return {
       ready: false,
-      how: t.hasXmin ? "no primary key: give key columns" : "no key, no xmin: give key and cursor",
+      how: t.hasXmin
+        ? "no primary key or unique index: give key columns"
+        : "no key, no xmin: give key and cursor",
     };
   }
   return t.hasXmin
@@ -52,7 +54,7 @@ export function printTables(tables: ListedTable[], json: boolean): void {
           kind: t.kind,
           estimatedRows: t.estimatedRows,
           bytes: t.bytes,
-          key: t.primaryKey,
+          key: t.key,
           readable: t.readable,
           xmin: t.hasXmin,
           ready: r.ready,
@@ -67,7 +69,7 @@ export function printTables(tables: ListedTable[], json: boolean): void {
     t.kind,
     t.estimatedRows === null ? "?" : String(t.estimatedRows),
     t.hasXmin ? formatBytes(t.bytes) : "-",
-    t.primaryKey ? oneLine(t.primaryKey.map(displayIdent).join(",")) : "-",
+    t.key ? oneLine(t.key.map(displayIdent).join(",")) : "-",
     readiness(t).how,
   ]);
   const head = ["table", "kind", "~rows", "size", "key", "sync"];

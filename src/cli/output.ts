@@ -32,7 +32,8 @@ export function formatResult(r: TableResult): string {
       `${r.inserted} inserted, ${r.updated} updated, ${r.deleted} deleted` +
       (r.mode === "xmin" && unchanged > 0 ? ` (${unchanged} re-read unchanged)` : "") +
       ", " +
-      `watermark ${r.watermark ?? "-"} (${secs}s)${held}`,
+      `watermark ${r.watermark ?? "-"} (${secs}s)${held}` +
+      (r.schemaChanges ? `; schema: ${r.schemaChanges.join("; ")}` : ""),
   );
 }
 

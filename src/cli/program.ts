@@ -5,6 +5,7 @@ import {
   requestFromConfig,
   requestFromFlags,
   resolveTables,
+  schemaPolicy,
   tuningFromConfig,
   type TableFlag,
   type TableSettings,
@@ -13,7 +14,7 @@ import { describeError } from "../db/connect.js";
 import { checkName } from "../db/quote.js";
 import { InputError } from "../input-error.js";
 import { createLogger, LOG_LEVELS } from "../log.js";
-import type { DeletesMode, Mode, TableSpec } from "../sync/types.js";
+import type { DeletesMode, DroppedColumns, Mode, SchemaChanges, TableSpec } from "../sync/types.js";
 import type { TuningInput } from "../sync/tuning.js";
 import { resolveTuning } from "../sync/tuning.js";
 import { oneLine } from "./output.js";
@@ -140,14 +141,34 @@ function validColumn(name: string): string {
   return name;
 }
 
-function deletesFlag(cmd: Command) {
-  return cmd.addOption(
-    new Option("--deletes <mode>", "propagate deletes (overrides the config)").choices([
-      "ignore",
-      "hard",
-      "soft",
-    ]),
-  );
+/** How a table's run treats deletes and schema changes, overriding the config. */
+function policyFlags(cmd: Command) {
+  return cmd
+    .addOption(
+      new Option("--deletes <mode>", "propagate deletes (overrides the config)").choices([
+        "ignore",
+        "hard",
+        "soft",
+      ]),
+    )
+    .addOption(
+      new Option(
+        "--schema-changes <policy>",
+        "when a source table's schema changed: change the target to match, or fail the table (default evolve; overrides the config)",
+      ).choices(["evolve", "fail"]),
+    )
+    .addOption(
+      new Option(
+        "--dropped-columns <what>",
+        "a column dropped on the source: keep it on the target (no longer written) or drop it (default keep; overrides the config)",
+      ).choices(["keep", "drop"]),
+    );
+}
+
+interface PolicyFlags {
+  deletes?: DeletesMode;
+  schemaChanges?: SchemaChanges;
+  droppedColumns?: DroppedColumns;
 }
 
 const jsonFlag = (cmd: Command, what: string) => cmd.option("--json", what);
@@ -188,7 +209,7 @@ interface Resolved {
 
 /** Connections, tables (patterns matched against the source's catalog) and settings of a command. */
 async function resolveRequest(
-  flags: ConnectionFlags & { exclude?: string[]; deletes?: DeletesMode; workers?: string },
+  flags: ConnectionFlags & PolicyFlags & { exclude?: string[]; workers?: string },
   t: TableArgs,
 ): Promise<Resolved> {
   let source = flags.source;
@@ -237,6 +258,8 @@ async function resolveRequest(
   let tables = resolveTables(request, names);
   if (tables.length === 0) throw new InputError("no tables left: --exclude leaves out every one");
   if (flags.deletes) tables = tables.map((x) => ({ ...x, deletes: flags.deletes! }));
+  const policy = schemaPolicy(flags.schemaChanges, flags.droppedColumns);
+  tables = tables.map((x) => ({ ...x, ...policy }));
   if (flags.workers !== undefined) tuning.workers = parsePositiveInt("--workers", flags.workers);
   return {
     source,
@@ -272,7 +295,7 @@ function syncCommand(program: Command, state: State) {
     )
     .option("--wait", "wait for another run on the same table instead of failing")
     .option("--wait-timeout <duration>", "with --wait: give up after this long (30s, 10m, 1h)");
-  deletesFlag(cmd);
+  policyFlags(cmd);
   jsonFlag(cmd, "print one JSON object per table on stdout");
   examples(cmd, [
     "xmin-sync sync --source postgres://reader@vendor/fds --target postgres://loader@dw/wh --table fds.ticker:raw_data.ticker",
@@ -282,14 +305,14 @@ function syncCommand(program: Command, state: State) {
   ]);
   cmd.action(
     async (
-      flags: ConnectionFlags & {
-        full?: boolean;
-        wait?: boolean;
-        waitTimeout?: string;
-        deletes?: DeletesMode;
-        workers?: string;
-        exclude?: string[];
-      },
+      flags: ConnectionFlags &
+        PolicyFlags & {
+          full?: boolean;
+          wait?: boolean;
+          waitTimeout?: string;
+          workers?: string;
+          exclude?: string[];
+        },
     ) => {
       const logger = loggerFor(cmd);
       const req = await resolveRequest(flags, t);
@@ -338,13 +361,13 @@ function checkCommand(program: Command, state: State) {
     );
   connectionFlags(cmd);
   const t = tableFlags(cmd, { settings: true });
-  deletesFlag(cmd);
+  policyFlags(cmd);
   jsonFlag(cmd, "print one JSON object per finding on stdout");
   examples(cmd, [
     "xmin-sync check --config sync.yaml",
     "xmin-sync check --source postgres://reader@vendor/fds --target postgres://loader@dw/wh --table 'fds.*:raw_data.*'",
   ]);
-  cmd.action(async (flags: ConnectionFlags & { deletes?: DeletesMode; exclude?: string[] }) => {
+  cmd.action(async (flags: ConnectionFlags & PolicyFlags & { exclude?: string[] }) => {
     // A check that cannot reach a server says a sync could not run: 2.
     state.errorExit = EXIT.usage;
     const req = await resolveRequest(flags, t);

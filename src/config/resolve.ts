@@ -6,7 +6,7 @@ import {
 } from "../db/quote.js";
 import { InputError } from "../input-error.js";
 import { resolveTuning, type TuningInput } from "../sync/tuning.js";
-import type { Mode, TableSpec } from "../sync/types.js";
+import type { DroppedColumns, Mode, SchemaChanges, TableSpec } from "../sync/types.js";
 import {
   byName,
   excluded,
@@ -31,11 +31,26 @@ export function tablesFromConfig(config: ConfigFile): TableSpec[] {
         ...(t.lookback !== undefined ? { lookback: t.lookback } : {}),
         ...(t.deletes ? { deletes: t.deletes } : {}),
         ...(t.deleteCheckEvery !== undefined ? { deleteCheckEvery: t.deleteCheckEvery } : {}),
+        ...schemaPolicy(
+          t.schemaChanges ?? config.schemaChanges,
+          t.droppedColumns ?? config.droppedColumns,
+        ),
       };
     } catch (err) {
       throw new InputError(`tables.${i}: ${(err as Error).message}`, { cause: err });
     }
   });
+}
+
+/** A table's schema policy, only the keys given (the engine has the defaults). */
+export function schemaPolicy(
+  schemaChanges: SchemaChanges | undefined,
+  droppedColumns: DroppedColumns | undefined,
+): Pick<TableSpec, "schemaChanges" | "droppedColumns"> {
+  return {
+    ...(schemaChanges ? { schemaChanges } : {}),
+    ...(droppedColumns ? { droppedColumns } : {}),
+  };
 }
 
 /** Settings a `--table` flag carries: its own `--key`, `--mode`, `--cursor`. */
@@ -53,7 +68,7 @@ export interface TableFlag extends TableSettings {
 /** A named table, or a pattern to match against the source's catalog, with where it came from. */
 type Entry =
   | { spec: TableSpec; origin: string }
-  | { pattern: TablePattern; settings: TableSettings; origin: string };
+  | { pattern: TablePattern; settings: Omit<TableSpec, "source" | "target">; origin: string };
 
 /** The tables of a request before its patterns are matched against the source. */
 export interface TableRequest {
@@ -111,7 +126,7 @@ export function requestFromConfig(
       ...tablesFromConfig(config).map((spec, i) => ({ spec, origin: `tables.${i}` })),
       ...(config.include ?? []).map((text, i) => ({
         pattern: pattern(text, `include.${i}`),
-        settings: {},
+        settings: schemaPolicy(config.schemaChanges, config.droppedColumns),
         origin: `include.${i}`,
       })),
     ],

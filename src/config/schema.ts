@@ -49,6 +49,8 @@ export const tableSchema = z.strictObject({
     ])
     .optional(),
   schedule: z.string().min(1).optional(),
+  schemaChanges: z.enum(["evolve", "fail"]).optional(),
+  droppedColumns: z.enum(["keep", "drop"]).optional(),
 });
 
 export const configSchema = z
@@ -61,6 +63,9 @@ export const configSchema = z
     minBatchSize: z.number().int().min(1).optional(),
     maxBatchSize: z.number().int().min(1).optional(),
     waitForLock: z.boolean().optional(),
+    /** Defaults for every table; a table's own key wins. */
+    schemaChanges: z.enum(["evolve", "fail"]).optional(),
+    droppedColumns: z.enum(["keep", "drop"]).optional(),
     /** With waitForLock: give up after this long. */
     waitTimeout: duration.optional(),
     tables: z.array(tableSchema).min(1).optional(),

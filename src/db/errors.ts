@@ -5,9 +5,12 @@ export const SQLSTATE = {
   cannotConnectNow: "57P03",
   adminShutdown: "57P01",
   undefinedTable: "42P01",
+  undefinedColumn: "42703",
   insufficientPrivilege: "42501",
   queryCanceled: "57014",
   lockNotAvailable: "55P03",
+  uniqueViolation: "23505",
+  notNullViolation: "23502",
 } as const;
 
 /**

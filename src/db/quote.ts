@@ -26,7 +26,7 @@ export function displayName(q: QualifiedName): string {
   return `${displayIdent(q.schema)}.${displayIdent(q.name)}`;
 }
 
-/** One identifier as a user would type it: quoted only where PostgreSQL needs it. */
+/** One name as a user would type it: quoted only where PostgreSQL needs it. */
 export function displayIdent(name: string): string {
   return /^[a-z_][a-z0-9_$]*$/.test(name) ? name : quoteIdent(name);
 }

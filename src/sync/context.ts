@@ -1,4 +1,5 @@
 import type pg from "pg";
+import type { KeyColumn } from "../db/key.js";
 import type { QualifiedName } from "../db/quote.js";
 import type { ServerInfo } from "../db/server.js";
 import type { SourceTable } from "../source/catalog.js";
@@ -14,7 +15,9 @@ export interface TableContext extends CopyContext {
   tuning: Tuning;
   table: SourceTable;
   targetName: QualifiedName;
-  key: string[];
+  key: KeyColumn[];
+  /** The source keeps the key unique and NOT NULL itself: no need to check the rows read. */
+  keyEnforced: boolean;
   /** Progress of a long phase: bytes streamed so far, or steps done of a total. */
   progress: (phase: ProgressPhase, p: { bytes?: number; done?: number; total?: number }) => void;
   /** Phase timings and sizes, for the logs. */

@@ -4,7 +4,6 @@ import { XMIN_RELKINDS, type Column, type SourceTable } from "../source/catalog.
 import type { RowFilter } from "../source/read.js";
 import type { SourceIdentity, Snapshot } from "../source/snapshot.js";
 import { needsFullRescan } from "../source/xid.js";
-import { RESERVED_COLUMNS } from "../target/ddl.js";
 import type { StoredLeaf, TableState } from "../target/state.js";
 import type { TableSpec } from "./types.js";
 
@@ -36,6 +35,12 @@ export interface Plan {
   cursor: { column: string; type: string } | null;
   /** The watermark the run commits: the snapshot's xmin (null without xmin). */
   watermark: bigint | null;
+  /**
+   * What the run stores as contentUntil: rows below this xid may have a
+   * target source_xmin older than their source xmin (this run rewrote them
+   * by content, or an earlier one did and the watermark has not passed it).
+   */
+  contentUntil: bigint | null;
   /** Things the user should know that do not stop the run (a TRUNCATE not propagated, a detached partition). */
   notes: string[];
 }
@@ -51,31 +56,11 @@ export interface PlanInput {
   target: { exists: boolean; empty: boolean; softDeleteColumn: boolean };
   /** The source has rows (asked only when the target is empty but has a watermark). */
   sourceHasRows: boolean;
+  /** A schema change that needs the table copied whole and compared (a column rebuilt, a new key). */
+  schemaResync?: string | null;
+  /** The source keeps the key unique and NOT NULL itself (source/key.ts). */
+  keyEnforced: boolean;
   now: Date;
-}
-
-export function resolveKey(table: SourceTable, spec: TableSpec): string[] {
-  const key = spec.key ?? table.primaryKey;
-  if (!key || key.length === 0) {
-    throw new InputError(
-      `source table ${displayName(table.name)} has no primary key; give its key columns (--key or key: [...] in the config)`,
-    );
-  }
-  const names = new Set(table.columns.map((c) => c.name));
-  for (const k of key) {
-    if (!names.has(k))
-      throw new InputError(
-        `key column ${quoteIdent(k)} is not a column of ${displayName(table.name)}`,
-      );
-  }
-  for (const r of RESERVED_COLUMNS) {
-    if (names.has(r)) {
-      throw new InputError(
-        `source table ${displayName(table.name)} has a column named ${r}, which xmin-sync reserves`,
-      );
-    }
-  }
-  return key;
 }
 
 const TIME_TYPES = /^(timestamp|date)/;
@@ -140,6 +125,7 @@ function fullResyncReason(p: PlanInput, byCursor: boolean): string | null {
     return "source timeline changed (failover or restore)";
   if (state.sourceDatabaseOid !== id.databaseOid) return "source database changed";
   if (state.sourceTableOid !== source.oid) return "source table was recreated";
+  if (p.schemaResync) return p.schemaResync;
   // Someone emptied the copy (TRUNCATE): an incremental run would not bring the old rows back.
   if (p.target.empty && p.sourceHasRows) return "target table is empty";
   if (byCursor) return null;
@@ -213,8 +199,10 @@ export function planTable(p: PlanInput): Plan {
       ? "new-table"
       : // Straight into an empty table only when nothing is stored for it: with a
         // stored watermark, a reload cut off midway would leave a half-filled
-        // table next to a watermark that says its rows were copied.
-        p.target.empty && state === null
+        // table next to a watermark that says its rows were copied. And only
+        // under a key the source enforces: otherwise the rows are staged, so
+        // duplicate or NULL keys are refused before any part commits.
+        p.target.empty && state === null && p.keyEnforced
         ? "empty-table"
         : "staging";
     return {
@@ -225,6 +213,8 @@ export function planTable(p: PlanInput): Plan {
       filter: { kind: "all" },
       // Equal xmins prove nothing across a new identity, a restore or a view.
       compareContent: true,
+      // Rows left unwritten keep the source_xmin of the copy they came from.
+      contentUntil: into === "staging" && hasXmin ? p.snapshot.xmax : null,
       deletes: into === "staging" ? "against-staged" : "none",
     };
   }
@@ -255,6 +245,17 @@ export function planTable(p: PlanInput): Plan {
         lookback: lookbackValue(cursor!.type, spec.lookback),
       }
     : { kind: "xmin", since: state!.watermark! };
+  // Rows written by a rewrite keep their old source_xmin in the target when
+  // their content is the same: until the watermark passes the rewrite,
+  // rows re-read are compared by content too, or they would all be
+  // rewritten once more for an xmin alone.
+  const rewritten = leaves.replaced.length > 0;
+  const carried =
+    state!.contentUntil !== null && state!.contentUntil > (base.watermark ?? 0n)
+      ? state!.contentUntil
+      : null;
+  const contentUntil = rewritten ? p.snapshot.xmax : byCursor ? null : carried;
+  const since = state!.watermark ?? 0n;
   return {
     ...base,
     mode: byCursor ? "timestamp" : "xmin",
@@ -263,7 +264,9 @@ export function planTable(p: PlanInput): Plan {
     filter,
     newLeaves: leaves.added,
     // Without xmin (timestamp mode), or after a rewrite, content decides.
-    compareContent: byCursor || leaves.replaced.length > 0,
+    compareContent:
+      byCursor || rewritten || (state!.contentUntil !== null && since < state!.contentUntil),
+    contentUntil,
     deletes: checkDeletes ? "against-keys" : "none",
   };
 }

@@ -1,12 +1,13 @@
 import { preflight } from "../check/run.js";
 import { connect, describeError } from "../db/connect.js";
 import { displayName } from "../db/quote.js";
-import { isRetryable } from "../db/errors.js";
+import { isRetryable, SQLSTATE, sqlState } from "../db/errors.js";
 import { InputError } from "../input-error.js";
 import { silentLogger } from "../log.js";
 import { SourceRun, StorageChangedError } from "../source/run.js";
 import pLimit, { type LimitFunction } from "p-limit";
 import type pg from "pg";
+import { SchemaChangedError } from "./evolve.js";
 import { StaleSnapshotError } from "./stale.js";
 import { syncTable } from "./table.js";
 import { capWorkers, resolveTuning, type Tuning } from "./tuning.js";
@@ -107,9 +108,13 @@ async function syncOne(
         return { ...r, durationMs: Date.now() - started, status: "ok" };
       } catch (err) {
         // A stale snapshot (another run committed this table from a newer
-        // one, or its storage was replaced after ours) is not transient:
-        // retry at once on a fresh snapshot.
-        const stale = err instanceof StaleSnapshotError || err instanceof StorageChangedError;
+        // one, its storage was replaced after ours, or a column our snapshot
+        // saw was dropped or renamed before our reads began) is not
+        // transient: retry at once on a fresh snapshot.
+        const stale =
+          err instanceof StaleSnapshotError ||
+          err instanceof StorageChangedError ||
+          sqlState(err) === SQLSTATE.undefinedColumn;
         if (attempt < RETRY_ATTEMPTS && (stale || isRetryable(err))) {
           logger.warn(
             { table: base.table, attempt, err: describeError(err) },
@@ -136,6 +141,7 @@ async function syncOne(
           status: "error",
           error: describeError(err),
           ...(err instanceof InputError ? { badInput: true } : {}),
+          ...(err instanceof SchemaChangedError ? { schemaChanges: err.changes } : {}),
         };
       }
     }

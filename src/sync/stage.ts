@@ -1,11 +1,17 @@
 import { connect } from "../db/connect.js";
+import { SQLSTATE, sqlState } from "../db/errors.js";
+import { keyNames } from "../db/key.js";
 import { quoteIdent, quoteQualified, type QualifiedName } from "../db/quote.js";
 import { createTableSql, sourceXminIndexSql } from "../target/ddl.js";
 import { createKeysSql, createStageSql } from "../target/merge.js";
 import { workTable } from "../target/work.js";
 import { copyParts } from "./copy.js";
 import { columnsOf, type TableContext } from "./context.js";
+import { refuseBadLoadedKeys, refuseBadStagedKeys } from "./key-check.js";
 import type { Plan } from "./plan.js";
+
+/** A first load's key index or NOT NULL failed: the key is not unique, or has NULLs. */
+const KEY_VIOLATIONS = new Set<string>([SQLSTATE.uniqueViolation, SQLSTATE.notNullViolation]);
 
 /** Where a run's rows landed, for the apply step. */
 export interface Staged {
@@ -38,7 +44,11 @@ export async function stageRows(ctx: TableContext, plan: Plan): Promise<Staged> 
       );
       const rows = await copyParts(ctx, load, read, onBytes);
       ctx.log({ rows, ms: Date.now() - started }, "copied");
-      await buildIndexes(ctx, load);
+      await buildIndexes(ctx, load).catch((err: unknown) =>
+        KEY_VIOLATIONS.has(sqlState(err) ?? "")
+          ? refuseBadLoadedKeys(ctx, load, err)
+          : Promise.reject(err),
+      );
       staged = { rows, table: load };
       break;
     }
@@ -56,6 +66,7 @@ export async function stageRows(ctx: TableContext, plan: Plan): Promise<Staged> 
       ctx.log({ rows, ms: Date.now() - started }, "staged");
       staged = { rows, table: stage };
       if (plan.deletes === "against-keys") staged.keys = await stageKeys(ctx);
+      await refuseBadStagedKeys(ctx, plan, staged);
       break;
     }
   }
@@ -66,12 +77,12 @@ export async function stageRows(ctx: TableContext, plan: Plan): Promise<Staged> 
 async function stageKeys(ctx: TableContext): Promise<QualifiedName> {
   const started = Date.now();
   const keys = workTable("keys", ctx.targetName);
-  await ctx.target.query(createKeysSql(ctx.targetName, keys, ctx.key));
+  await ctx.target.query(createKeysSql(ctx.targetName, keys, keyNames(ctx.key)));
   let bytes = 0;
   const rows = await copyParts(
     ctx,
     keys,
-    { columns: ctx.key, xmin: "none", filter: { kind: "all" } },
+    { columns: keyNames(ctx.key), xmin: "none", filter: { kind: "all" } },
     (n) => ctx.progress("keys", { bytes: (bytes += n) }),
   );
   // Statistics, so the anti-join against millions of keys is planned as a hash join.
@@ -91,8 +102,14 @@ async function stageKeys(ctx: TableContext): Promise<QualifiedName> {
 async function buildIndexes(ctx: TableContext, load: QualifiedName): Promise<void> {
   const started = Date.now();
   const loadQ = quoteQualified(load);
+  // The primary key needs its columns NOT NULL; set here, a NULL key fails
+  // in this step with the duplicates, not when the table is published.
+  const nullable = ctx.key.filter(
+    (k) => !ctx.table.columns.find((c) => c.name === k.name)!.notNull,
+  );
   const statements = [
-    `CREATE UNIQUE INDEX ${quoteIdent(`${load.name}_key`)} ON ${loadQ} (${ctx.key.map(quoteIdent).join(", ")})`,
+    ...nullable.map((k) => `ALTER TABLE ${loadQ} ALTER COLUMN ${quoteIdent(k.name)} SET NOT NULL`),
+    `CREATE UNIQUE INDEX ${quoteIdent(`${load.name}_key`)} ON ${loadQ} (${keyNames(ctx.key).map(quoteIdent).join(", ")})`,
     sourceXminIndexSql(load, `${load.name}_xmin`),
     // Statistics now, for the users' first queries and the next run's merge plans.
     `ANALYZE ${loadQ}`,

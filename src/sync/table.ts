@@ -1,15 +1,22 @@
 import type pg from "pg";
 import type { LimitFunction } from "p-limit";
 import { connect } from "../db/connect.js";
-import { displayName, quoteIdent, quoteQualified, type QualifiedName } from "../db/quote.js";
+import { keyNames } from "../db/key.js";
+import {
+  displayIdent,
+  displayName,
+  quoteIdent,
+  quoteQualified,
+  type QualifiedName,
+} from "../db/quote.js";
 import { readServerInfo } from "../db/server.js";
 import type { Logger } from "../log.js";
 import { readSourceTable, type SourceTable } from "../source/catalog.js";
 import { planParts } from "../source/chunks.js";
+import { resolveKey } from "../source/key.js";
 import type { SourceRun } from "../source/run.js";
 import {
   checkTargetTable,
-  ensureUserTypes,
   readTargetTable,
   SOURCE_DELETED_AT,
   type TargetTable,
@@ -17,10 +24,18 @@ import {
 import { lockTargetTable } from "../target/lock.js";
 import { ensureProjectSchema } from "../target/project.js";
 import { readState, type TableState } from "../target/state.js";
+import { storedTypes } from "../target/types.js";
 import { dropWorkTables } from "../target/work.js";
 import { applyStaged, type Applied, type ApplyOptions, type StateDraft } from "./apply.js";
 import type { TableContext } from "./context.js";
-import { planTable, resolveKey, type Plan } from "./plan.js";
+import {
+  checkSchemaPolicy,
+  evolveTarget,
+  planEvolution,
+  storedColumns,
+  type Evolution,
+} from "./evolve.js";
+import { planTable, type Plan } from "./plan.js";
 import { stageRows } from "./stage.js";
 import { checkSnapshotNotStale } from "./stale.js";
 import type { Tuning } from "./tuning.js";
@@ -66,6 +81,12 @@ export async function syncTable(
     source = await run.openReader();
     const table = await readSourceTable(source, spec.source);
     const key = resolveKey(table, spec);
+    if (key.index !== null) {
+      log.info(
+        { key: keyNames(key.columns), index: key.index },
+        `no primary key: keyed by unique index ${displayIdent(key.index)}`,
+      );
+    }
     await run.lockTable(source, table, opts.sourceLockTimeoutMs);
 
     // 2. Lock the target table: one run per table at a time.
@@ -83,7 +104,18 @@ export async function syncTable(
     const existing = await readTargetTable(target, targetName);
     const empty = existing === null || (await hasNoRows(target, targetName));
 
-    // 4. Plan: a value computed once.
+    // 4. What the source's schema changed since, and the plan: values computed once.
+    const evolution = await planEvolution(source, {
+      table,
+      key: keyNames(key.columns),
+      state,
+      identity: run.identity,
+      targetName,
+      existing,
+      targetEmpty: empty,
+      droppedColumns: spec.droppedColumns ?? "keep",
+    });
+    await checkSchemaPolicy(target, table, evolution, spec.schemaChanges ?? "evolve");
     const plan = planTable({
       spec,
       forceFull: opts.full,
@@ -98,6 +130,8 @@ export async function syncTable(
       },
       sourceHasRows:
         existing !== null && empty && state !== null && !(await hasNoRows(source, spec.source)),
+      schemaResync: evolution.plan?.resync ?? state?.resyncReason ?? null,
+      keyEnforced: key.enforced,
       now: new Date(),
     });
     log.info(
@@ -107,11 +141,20 @@ export async function syncTable(
     for (const note of plan.notes) log.warn(note);
 
     // 5. Prepare the target: types, columns, no work tables left by a crashed run.
-    await prepareTarget(target, targetName, table, key, existing, plan);
+    const schemaChanges = await prepareTarget(
+      target,
+      targetName,
+      table,
+      keyNames(key.columns),
+      existing,
+      plan,
+      evolution,
+    );
+    for (const change of schemaChanges) log.info({ change }, "schema change");
     const parts = await planParts(source, run.server, table, {
       workers: opts.tuning.workers,
       minRows: opts.tuning.minBatchSize,
-      key,
+      key: keyNames(key.columns),
       newLeaves: plan.newLeaves,
     });
     const ctx: TableContext = {
@@ -128,7 +171,8 @@ export async function syncTable(
       tuning: opts.tuning,
       table,
       targetName,
-      key,
+      key: key.columns,
+      keyEnforced: key.enforced,
       progress: (phase, p) =>
         opts.onProgress?.({
           table: tableName,
@@ -156,7 +200,10 @@ export async function syncTable(
         opts,
       );
       log.info({ ...applied.counts, watermark: plan.watermark?.toString() }, "committed");
-      return await outcome(run, spec, targetName, plan, applied, state);
+      return {
+        ...(await outcome(run, spec, targetName, plan, applied, state)),
+        ...(schemaChanges.length > 0 ? { schemaChanges } : {}),
+      };
     } finally {
       await dropWorkTables(target, targetName).catch(() => undefined);
     }
@@ -166,7 +213,11 @@ export async function syncTable(
   }
 }
 
-/** Makes the target ready to take the plan's rows. */
+/**
+ * Makes the target ready to take the plan's rows: its types and columns
+ * changed as the source's were (returns those changes, one line each), no
+ * work tables left by a crashed run.
+ */
 async function prepareTarget(
   target: pg.Client,
   targetName: QualifiedName,
@@ -174,10 +225,13 @@ async function prepareTarget(
   key: string[],
   existing: TargetTable | null,
   plan: Plan,
-): Promise<void> {
-  await ensureUserTypes(target, table.userTypes);
+  evolution: Evolution,
+): Promise<string[]> {
+  const changes = await evolveTarget(target, targetName, table, evolution);
   await dropWorkTables(target, targetName);
-  if (!existing) return;
+  if (!existing) return changes;
+  if (evolution.plan && evolution.plan.steps.length > 0)
+    existing = (await readTargetTable(target, targetName))!;
   for (const sql of checkTargetTable(targetName, existing, table.columns, key)) {
     await target.query(sql);
   }
@@ -186,6 +240,7 @@ async function prepareTarget(
       `ALTER TABLE ${quoteQualified(targetName)} ADD COLUMN ${quoteIdent(SOURCE_DELETED_AT)} timestamptz`,
     );
   }
+  return changes;
 }
 
 /** The state this run commits, but for the counts and the cursor's high mark. */
@@ -201,7 +256,9 @@ function stateDraft(run: SourceRun, spec: TableSpec, table: SourceTable, plan: P
     snapshot: run.snapshot.text,
     checkedDeletes: plan.deletes !== "none" || plan.mode === "full",
     leaves: table.leaves.map((l) => ({ oid: l.oid, relfilenode: l.relfilenode })),
-    columns: table.columns.map((c) => ({ attnum: c.attnum, name: c.name, type: c.type })),
+    columns: storedColumns(table),
+    types: storedTypes(table.userTypes),
+    contentUntil: plan.contentUntil,
   };
 }
 

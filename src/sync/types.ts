@@ -4,6 +4,10 @@ import type { Tuning } from "./tuning.js";
 
 export type Mode = "auto" | "xmin" | "timestamp" | "full";
 export type DeletesMode = "ignore" | "hard" | "soft";
+/** When the source's schema changed: follow it, or stop the table. */
+export type SchemaChanges = "evolve" | "fail";
+/** What happens to a target column whose source column was dropped. */
+export type DroppedColumns = "keep" | "drop";
 
 /** One table to sync: where from, where to, and how. */
 export interface TableSpec {
@@ -23,6 +27,10 @@ export interface TableSpec {
    * (default), every N runs, or at most once per duration ("15m", "6h", "1d").
    */
   deleteCheckEvery?: number | string;
+  /** When the source's schema changed: follow it (default) or stop the table. */
+  schemaChanges?: SchemaChanges;
+  /** A column dropped on the source: kept on the target, no longer written (default), or dropped. */
+  droppedColumns?: DroppedColumns;
 }
 
 /**
@@ -82,6 +90,12 @@ export interface TableResult {
   reason?: string;
   /** What the user should know that did not stop the run (a TRUNCATE whose deletes are not tracked). */
   notes?: string[];
+  /**
+   * Changes to the source's schema this run found, one line each: made on
+   * the target (schemaChanges: evolve), or, on error, why the table stopped
+   * (schemaChanges: fail).
+   */
+  schemaChanges?: string[];
   rowsCopied: number;
   inserted: number;
   updated: number;

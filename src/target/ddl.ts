@@ -1,25 +1,33 @@
 import type pg from "pg";
-import {
-  displayName,
-  quoteIdent,
-  quoteLiteral,
-  quoteQualified,
-  type QualifiedName,
-} from "../db/quote.js";
-import type { Column, UserType } from "../source/catalog.js";
-import { createSchemaIfMissing, lockSharedDdl } from "./project.js";
+import { displayName, quoteIdent, quoteQualified, type QualifiedName } from "../db/quote.js";
+import type { Column } from "../source/catalog.js";
 
 /** Columns the target table carries besides the source's. */
 export const SOURCE_XMIN = "source_xmin";
 export const SOURCE_DELETED_AT = "source_deleted_at";
 export const RESERVED_COLUMNS = [SOURCE_XMIN, SOURCE_DELETED_AT];
 
+export interface TargetColumn {
+  name: string;
+  /** format_type() under search_path=pg_catalog, as the source's Column.type. */
+  type: string;
+  notNull: boolean;
+  /** The column's own COLLATE where it is not its type's default, as the source's. */
+  collation: QualifiedName | null;
+  /** A domain's base type (format_type), or null for a column whose type is not a domain. */
+  baseType: string | null;
+}
+
 export interface TargetTable {
   oid: string;
   /** Column name → format_type() text. */
   columns: Map<string, string>;
+  /** Every column, in order. */
+  columnList: TargetColumn[];
   /** Column sets of the primary key and of unique indexes without predicates. */
   uniqueKeys: string[][];
+  /** The primary key constraint, if there is one. */
+  primaryKey: { name: string; columns: string[] } | null;
 }
 
 export async function readTargetTable(
@@ -37,13 +45,26 @@ export async function readTargetTable(
   if (r.relkind !== "r" && r.relkind !== "p") {
     throw new Error(`target ${displayName(name)} exists and is not a table`);
   }
-  const cols = await client.query<{ name: string; type: string }>(
-    `SELECT attname AS name, format_type(atttypid, atttypmod) AS type FROM pg_attribute
-      WHERE attrelid = $1::oid AND attnum > 0 AND NOT attisdropped ORDER BY attnum`,
+  const cols = await client.query<{
+    name: string;
+    type: string;
+    notnull: boolean;
+    collation: QualifiedName | null;
+    base: string | null;
+  }>(
+    `SELECT a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type, a.attnotnull AS notnull,
+            CASE WHEN co.oid IS NOT NULL THEN json_build_object('schema', cn.nspname, 'name', co.collname) END AS collation,
+            CASE WHEN t.typtype = 'd' THEN format_type(t.typbasetype, t.typtypmod) END AS base
+       FROM pg_attribute a
+       JOIN pg_type t ON t.oid = a.atttypid
+       LEFT JOIN pg_collation co ON co.oid = a.attcollation AND a.attcollation <> t.typcollation
+       LEFT JOIN pg_namespace cn ON cn.oid = co.collnamespace
+      WHERE a.attrelid = $1::oid AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum`,
     [r.oid],
   );
-  const keys = await client.query<{ cols: string[] }>(
-    `SELECT array_agg(a.attname::text ORDER BY k.ord) AS cols
+  const keys = await client.query<{ cols: string[]; pkey: string | null }>(
+    `SELECT array_agg(a.attname::text ORDER BY k.ord) AS cols,
+            (SELECT conname::text FROM pg_constraint WHERE conindid = i.indexrelid AND contype = 'p') AS pkey
        FROM pg_index i
        CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
        JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
@@ -51,95 +72,20 @@ export async function readTargetTable(
       GROUP BY i.indexrelid`,
     [r.oid],
   );
+  const pk = keys.rows.find((k) => k.pkey !== null);
   return {
     oid: r.oid,
     columns: new Map(cols.rows.map((c) => [c.name, c.type])),
+    columnList: cols.rows.map((c) => ({
+      name: c.name,
+      type: c.type,
+      notNull: c.notnull,
+      collation: c.collation,
+      baseType: c.base,
+    })),
     uniqueKeys: keys.rows.map((k) => k.cols),
+    primaryKey: pk ? { name: pk.pkey!, columns: pk.cols } : null,
   };
-}
-
-/**
- * Creates the user-defined types the table needs, or brings enums up to date
- * (labels added on the source since). Runs in its own transaction: a new
- * enum label cannot be used in the transaction that adds it.
- */
-export async function ensureUserTypes(client: pg.Client, types: UserType[]): Promise<void> {
-  if (types.length === 0) return;
-  await client.query("BEGIN");
-  try {
-    await lockSharedDdl(client);
-    await createOrUpdateTypes(client, types);
-    await client.query("COMMIT");
-  } catch (err) {
-    await client.query("ROLLBACK").catch(() => undefined);
-    throw err;
-  }
-}
-
-async function createOrUpdateTypes(client: pg.Client, types: UserType[]): Promise<void> {
-  for (const t of types) {
-    const existing = await client.query<{ typtype: string; labels: string[] | null }>(
-      `SELECT t.typtype::text AS typtype,
-              (SELECT array_agg(enumlabel::text ORDER BY enumsortorder) FROM pg_enum WHERE enumtypid = t.oid) AS labels
-         FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
-        WHERE n.nspname = $1 AND t.typname = $2`,
-      [t.name.schema, t.name.name],
-    );
-    const found = existing.rows[0];
-    const q = quoteQualified(t.name);
-    if (found) {
-      if (t.kind === "enum") {
-        if (found.typtype !== "e")
-          throw new Error(`target type ${displayName(t.name)} exists and is not an enum`);
-        // (labels is text[] above: node-pg leaves name[] as an unparsed array literal.)
-        // A new label goes where the source has it (ADD VALUE … AFTER/BEFORE),
-        // so the target's enum sorts as the source's does. Walking the
-        // source's order, the previous label is on the target by then.
-        const have = new Set(found.labels ?? []);
-        const first = found.labels?.[0];
-        for (const [i, label] of t.labels.entries()) {
-          if (have.has(label)) continue;
-          const prev = i > 0 ? t.labels[i - 1] : undefined;
-          const where =
-            prev !== undefined
-              ? ` AFTER ${quoteLiteral(prev)}`
-              : first !== undefined
-                ? ` BEFORE ${quoteLiteral(first)}`
-                : "";
-          await client.query(
-            `ALTER TYPE ${q} ADD VALUE IF NOT EXISTS ${quoteLiteral(label)}${where}`,
-          );
-          have.add(label);
-        }
-      }
-      continue;
-    }
-    await createSchemaIfMissing(client, t.name.schema);
-    switch (t.kind) {
-      case "enum":
-        await client.query(`CREATE TYPE ${q} AS ENUM (${t.labels.map(quoteLiteral).join(", ")})`);
-        break;
-      case "domain":
-        // The source's CHECK constraints stay on the source: its data already
-        // passed them, and copying their expressions would run source-defined
-        // code in the target.
-        await client.query(
-          `CREATE DOMAIN ${q} AS ${t.baseType}` +
-            (t.collation ? ` COLLATE ${t.collation}` : "") +
-            (t.notNull ? " NOT NULL" : ""),
-        );
-        break;
-      case "composite":
-        await client.query(
-          `CREATE TYPE ${q} AS (${t.attributes.map((a) => `${quoteIdent(a.name)} ${a.type}`).join(", ")})`,
-        );
-        break;
-      case "external":
-        throw new Error(
-          `type ${displayName(t.name)} does not exist on the target; create it (or install the extension that provides it) first`,
-        );
-    }
-  }
 }
 
 /** CREATE TABLE for a new target: the source's columns and types, plus source_xmin. No key yet: it is built after the data (sync/load.ts). */
@@ -168,7 +114,7 @@ export function createTableSql(
 export function checkTargetTable(
   target: QualifiedName,
   t: TargetTable,
-  columns: Pick<Column, "name" | "type">[],
+  columns: Column[],
   key: string[],
 ): string[] {
   for (const c of columns) {

@@ -1,3 +1,4 @@
+import { keyEqualsSql, type KeyColumn } from "../db/key.js";
 import { quoteIdent, quoteQualified, type QualifiedName } from "../db/quote.js";
 import { statement, type Statement } from "../db/statement.js";
 import { SOURCE_DELETED_AT, SOURCE_XMIN } from "./ddl.js";
@@ -11,7 +12,8 @@ export interface MergeSpec {
   stage: QualifiedName;
   /** Source columns, key columns included. */
   columns: string[];
-  key: string[];
+  /** Matched by each column's type's own equality and collation (db/key.ts). */
+  key: KeyColumn[];
   /**
    * Decide by content, not by source_xmin: after the source changed
    * identity, or rewrote every row, xmins prove nothing.
@@ -35,8 +37,7 @@ function stagedRows(spec: MergeSpec): string {
 
 const sliceValues = (spec: MergeSpec): unknown[] => (spec.slice ? [...spec.slice] : []);
 
-const keyJoin = (spec: MergeSpec, a: string, b: string) =>
-  spec.key.map((k) => `${a}.${quoteIdent(k)} = ${b}.${quoteIdent(k)}`).join(" AND ");
+const keyJoin = (spec: MergeSpec, a: string, b: string) => keyEqualsSql(spec.key, a, b);
 
 /**
  * The condition under which a matched row is rewritten; `s` is the new row.
@@ -58,9 +59,15 @@ function changedCondition(spec: MergeSpec, s: string): string {
   return `(${changed} OR t.${quoteIdent(SOURCE_DELETED_AT)} IS NOT NULL)`;
 }
 
+/**
+ * Every column, the key's too: a key equal under its type's equality may be
+ * spelled differently (numeric 1.0 and 1.00, 'Abc' and 'ABC' under a
+ * case-insensitive collation or citext), and the copy takes the source's
+ * spelling. A key column set to the same bytes costs nothing more (the
+ * update can still be HOT).
+ */
 function updatedColumns(spec: MergeSpec): string[] {
-  const keys = new Set(spec.key);
-  return [...spec.columns.filter((c) => !keys.has(c)), SOURCE_XMIN];
+  return [...spec.columns, SOURCE_XMIN];
 }
 
 /** SET list; `from` is the alias of the new row (s, or EXCLUDED). */
@@ -100,7 +107,7 @@ export function upsertSql(spec: MergeSpec): Statement {
   const upsert =
     `INSERT INTO ${quoteQualified(spec.target)} AS t (${all.join(", ")})` +
     ` SELECT ${all.map((c) => `s.${c}`).join(", ")} FROM ${stagedRows(spec)}` +
-    ` ON CONFLICT (${spec.key.map(quoteIdent).join(", ")}) DO UPDATE SET ${setList(spec, "EXCLUDED")}` +
+    ` ON CONFLICT (${spec.key.map((k) => quoteIdent(k.name)).join(", ")}) DO UPDATE SET ${setList(spec, "EXCLUDED")}` +
     ` WHERE ${changedCondition(spec, "EXCLUDED")}`;
   return statement(
     `WITH m AS (${upsert} RETURNING (t.xmax = 0) AS inserted)` +
@@ -120,16 +127,15 @@ export function countNewSql(spec: MergeSpec): Statement {
 }
 
 /** Target row `t` has no key in `keys` (the full staged set, or the source's key set). */
-function missingFrom(keys: QualifiedName, key: string[]): string {
-  const join = key.map((k) => `s.${quoteIdent(k)} = t.${quoteIdent(k)}`).join(" AND ");
-  return `NOT EXISTS (SELECT 1 FROM ${quoteQualified(keys)} AS s WHERE ${join})`;
+function missingFrom(keys: QualifiedName, key: KeyColumn[]): string {
+  return `NOT EXISTS (SELECT 1 FROM ${quoteQualified(keys)} AS s WHERE ${keyEqualsSql(key, "s", "t")})`;
 }
 
 /** Target rows the source no longer has. */
 export function deleteMissingSql(
   target: QualifiedName,
   keys: QualifiedName,
-  key: string[],
+  key: KeyColumn[],
 ): Statement {
   return statement(`DELETE FROM ${quoteQualified(target)} AS t WHERE ${missingFrom(keys, key)}`);
 }
@@ -138,7 +144,7 @@ export function deleteMissingSql(
 export function markMissingSql(
   target: QualifiedName,
   keys: QualifiedName,
-  key: string[],
+  key: KeyColumn[],
 ): Statement {
   return statement(
     `UPDATE ${quoteQualified(target)} AS t SET ${quoteIdent(SOURCE_DELETED_AT)} = now()` +

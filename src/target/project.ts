@@ -52,10 +52,18 @@ const MIGRATIONS: string[] = [
      ADD COLUMN last_delete_check_at timestamptz,
      ADD COLUMN runs_since_delete_check int NOT NULL DEFAULT 0`,
   // The source's leaves (partitions, inheritance children) with their
-  // storage, and its columns by attribute number: what changed since.
+  // storage, and its columns by attribute number: what changed since. And
+  // the xid below which rows may carry xmins that prove nothing (a rewrite,
+  // a resync from another cluster): re-read, they are compared by content.
   `ALTER TABLE xmin_sync.state
      ADD COLUMN source_leaves jsonb,
-     ADD COLUMN source_columns jsonb`,
+     ADD COLUMN source_columns jsonb,
+     ADD COLUMN content_until bigint`,
+  // Enum labels and composite attributes by oid and attnum (renames), and a
+  // resync a schema change needs, kept until a run commits it.
+  `ALTER TABLE xmin_sync.state
+     ADD COLUMN source_types jsonb,
+     ADD COLUMN resync_reason text`,
 ];
 
 /**

@@ -145,18 +145,19 @@ export async function deepCompare(
     let a = await src.next();
     let b = await dst.next();
     while (a || b) {
-      const order = !a ? 1 : !b ? -1 : compareRows(a, b);
-      if (order < 0) {
-        await emit("missing", a!.k);
+      // The rows of one key hash on each side: almost always one row each.
+      const h = !a ? BigInt(b!.h) : !b ? BigInt(a.h) : minBig(BigInt(a.h), BigInt(b.h));
+      const here: LeafRow[] = [];
+      const there: LeafRow[] = [];
+      while (a && BigInt(a.h) === h) {
+        here.push(a);
         a = await src.next();
-      } else if (order > 0) {
-        await emit("extra", b!.k);
-        b = await dst.next();
-      } else {
-        if (a!.rh !== b!.rh) await emit("different", a!.k);
-        a = await src.next();
+      }
+      while (b && BigInt(b.h) === h) {
+        there.push(b);
         b = await dst.next();
       }
+      for (const [kind, k] of matchKeys(here, there)) await emit(kind, k);
     }
   } finally {
     await Promise.all([src.close(), dst.close()]);
@@ -189,14 +190,33 @@ interface LeafRow {
   k: string;
 }
 
-/** The order of leafSql: signed 64-bit hash, then the key's bytes (COLLATE "C"). */
-function compareRows(a: LeafRow, b: LeafRow): number {
-  const ha = BigInt(a.h);
-  const hb = BigInt(b.h);
-  if (ha !== hb) return ha < hb ? -1 : 1;
-  const ka = Buffer.from(a.k, "utf8");
-  const kb = Buffer.from(b.k, "utf8");
-  return Buffer.compare(ka, kb);
+const minBig = (x: bigint, y: bigint) => (x < y ? x : y);
+
+/**
+ * The differences among source rows (`here`) and target rows (`there`)
+ * whose keys have one hash. The key hash is consistent with the key type's
+ * equality, so rows that share it hold equal keys (a 64-bit collision
+ * aside): a key spelled alike on both sides is one row, different if its
+ * content is; a key spelled differently (1.0 and 1.00, 'Abc' and 'ABC') is
+ * the same row too, different (the copy shows another spelling), not one
+ * missing and one extra. What is left over is missing, or extra.
+ */
+function matchKeys(here: LeafRow[], there: LeafRow[]): [DifferenceKind, string][] {
+  const out: [DifferenceKind, string][] = [];
+  const left = [...there];
+  const unmatched: LeafRow[] = [];
+  for (const s of here) {
+    const i = left.findIndex((t) => t.k === s.k);
+    if (i < 0) {
+      unmatched.push(s);
+      continue;
+    }
+    if (left[i]!.rh !== s.rh) out.push(["different", s.k]);
+    left.splice(i, 1);
+  }
+  for (const s of unmatched) out.push([left.shift() ? "different" : "missing", s.k]);
+  for (const t of left) out.push(["extra", t.k]);
+  return out;
 }
 
 /** Rows of a query one at a time, fetched in batches through a cursor. */

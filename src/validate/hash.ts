@@ -1,3 +1,4 @@
+import type { KeyColumn } from "../db/key.js";
 import { quoteIdent, quoteQualified, type QualifiedName } from "../db/quote.js";
 import {
   XMIN_STATS_AGGREGATES,
@@ -8,16 +9,22 @@ import {
 
 /**
  * SQL for deep comparison. A row is summarised by two 64-bit hashes computed
- * on each server from text: `h` of its key, `rh` of its content. Buckets are
+ * on each server: `h` of its key, `rh` of its content's text. Buckets are
  * ranges of `h` (its low bits), so they mean the same rows on both servers
- * whatever the key's type or the columns' collations, and split evenly.
- * hashtextextended() is the function hash partitioning relies on: stable
- * across PostgreSQL versions and built in (no extension).
+ * and split evenly. `h` is the key type's own extended hash (the function
+ * hash partitioning relies on: stable across PostgreSQL versions, built in)
+ * under the column's collation, which hashes alike whatever its type's
+ * equality holds equal: numeric 1.0 and 1.00, 'Abc' and 'ABC' under a
+ * case-insensitive collation or citext. A key respelled on one side thus
+ * lands in the same bucket with the same `h` and is told apart from a
+ * missing row and an extra one (deep.ts). Types whose hash is not the same
+ * on two servers (enums hash their OIDs) hash their text, which for them is
+ * the only spelling.
  */
 export interface HashSpec {
   table: QualifiedName;
   columns: string[];
-  key: string[];
+  key: KeyColumn[];
   /** Extra WHERE condition on alias t, e.g. excluding soft-deleted target rows. */
   filter?: string;
   /**
@@ -34,8 +41,27 @@ export interface HashSpec {
  * caller wraps it.
  */
 function keyText(spec: HashSpec): string {
-  if (spec.key.length === 1) return `t.${quoteIdent(spec.key[0]!)}::text`;
-  return `json_build_array(${spec.key.map((k) => `t.${quoteIdent(k)}::text`).join(", ")})::text`;
+  if (spec.key.length === 1) return `t.${quoteIdent(spec.key[0]!.name)}::text`;
+  return `json_build_array(${spec.key.map((k) => `t.${quoteIdent(k.name)}::text`).join(", ")})::text`;
+}
+
+/**
+ * The key's hash: each column's own (or its text's), the next column's
+ * chained through hashint8extended's seed so that every column's hash
+ * appears once in the expression. NULL hashes as 0.
+ */
+function keyHash(spec: HashSpec): string {
+  const one = (k: KeyColumn) => {
+    const col = `t.${quoteIdent(k.name)}`;
+    return k.hash ? `${quoteQualified(k.hash)}(${col}, 0)` : `hashtextextended(${col}::text, 0)`;
+  };
+  const [first, ...rest] = spec.key;
+  if (!first) throw new Error("a key has at least one column");
+  if (rest.length === 0 && !first.hash) return `hashtextextended(${keyText(spec)}, 0)`;
+  return rest.reduce(
+    (h, k) => `hashint8extended(coalesce(${one(k)}, 0), ${h})`,
+    `coalesce(${one(first)}, 0)`,
+  );
 }
 
 function rowText(spec: HashSpec): string {
@@ -49,8 +75,8 @@ function hashedRows(spec: HashSpec, xminStats = false): string {
   const stats = xminStats ? `, ${xminStatsRow(p)}` : "";
   return (
     // Not r.*: the row text (c) would be computed a second time for the output.
-    `SELECT r.k${xminStats ? ", r.d, r.pending, r.raw" : ""}, hashtextextended(r.k, 0) AS h, hashtextextended(r.c, 0) AS rh` +
-    ` FROM (SELECT ${keyText(spec)} AS k, ${rowText(spec)} AS c${stats} FROM ${quoteQualified(spec.table)} AS t${where}) AS r`
+    `SELECT r.k${xminStats ? ", r.d, r.pending, r.raw" : ""}, r.h, hashtextextended(r.c, 0) AS rh` +
+    ` FROM (SELECT ${keyText(spec)} AS k, ${keyHash(spec)} AS h, ${rowText(spec)} AS c${stats} FROM ${quoteQualified(spec.table)} AS t${where}) AS r`
   );
 }
 

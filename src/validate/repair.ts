@@ -1,5 +1,6 @@
 import type pg from "pg";
 import { connect } from "../db/connect.js";
+import { columnEqualsSql, type KeyColumn } from "../db/key.js";
 import { quoteIdent, quoteQualified, type QualifiedName } from "../db/quote.js";
 import { readServerInfo, type ServerInfo } from "../db/server.js";
 import type { SourceTable } from "../source/catalog.js";
@@ -14,13 +15,27 @@ import { streamCopy } from "../sync/copy.js";
 import type { Difference } from "./deep.js";
 
 /**
- * `(t.k1, t.k2) IN (…)` for a list of keys given as JSON text arrays; each
- * value cast back to its column's type. `json` is a SQL expression yielding jsonb.
+ * The key of row `t` is one of a list of keys given as JSON arrays of each
+ * column's text (`json`, a SQL expression yielding jsonb), each value cast
+ * back to its column's type and compared by that type's equality and the
+ * column's collation: a key respelled on the other side still matches.
  */
-export function keyMatchSql(key: string[], keyTypes: string[], json: string): string {
-  const cols = key.map((k) => `t.${quoteIdent(k)}`).join(", ");
-  const values = keyTypes.map((type, i) => `(e.v->>${i})::${type}`).join(", ");
-  return `(${cols}) IN (SELECT ${values} FROM jsonb_array_elements(${json}) AS e(v))`;
+export function keyMatchSql(key: KeyColumn[], json: string): string {
+  return `EXISTS (SELECT 1 FROM jsonb_array_elements(${json}) AS e(v) WHERE ${sameKeySql(key)})`;
+}
+
+/** Row `t` has the key of list element `e.v`. */
+const sameKeySql = (key: KeyColumn[]) =>
+  key
+    .map((k, i) => columnEqualsSql(k, `t.${quoteIdent(k.name)}`, `(e.v->>${i})::${k.type}`))
+    .join(" AND ");
+
+/** Which of a list of keys ($1, JSON as above) the source has, as their 0-based positions. */
+function keysOnSourceSql(table: QualifiedName, key: KeyColumn[]): string {
+  return (
+    `SELECT (e.i - 1)::int AS i FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS e(v, i)` +
+    ` WHERE EXISTS (SELECT 1 FROM ${quoteQualified(table)} AS t WHERE ${sameKeySql(key)})`
+  );
 }
 
 export interface RepairTarget {
@@ -31,18 +46,19 @@ export interface RepairTarget {
   targetServer: ServerInfo;
   targetName: QualifiedName;
   targetOid: string;
-  key: string[];
+  key: KeyColumn[];
   softDeletes: boolean;
 }
 
 /**
  * Re-copies exactly the rows a deep validation found missing or different,
  * and deletes (or, with soft deletes, marks) the extra ones: one transaction
- * per slice of differences, each slice staged and merged like a sync.
+ * per slice of differences, each slice staged and merged like a sync. A
+ * repair never deletes a row the source has: an "extra" key is first looked
+ * up on the source by its type's equality, and a row found there (its key
+ * spelled differently, or written since the comparison) is re-copied instead.
  */
 export async function createRepairer(r: RepairTarget) {
-  const typeOf = new Map(r.source.columns.map((c) => [c.name, c.type]));
-  const keyTypes = r.key.map((k) => typeOf.get(k)!);
   const columns = r.source.columns.map((c) => c.name);
   const stage = workTable("repair", r.targetName);
   const spec: MergeSpec = {
@@ -70,15 +86,24 @@ export async function createRepairer(r: RepairTarget) {
   const readSql =
     `COPY (SELECT ${columns.map((c) => `t.${quoteIdent(c)}`).join(", ")}, ${sourceXmin} AS source_xmin` +
     ` FROM ${quoteQualified(r.source.name)} AS t${params}` +
-    ` WHERE ${keyMatchSql(r.key, keyTypes, "current_setting('xmin_sync.keys')::jsonb")}) TO STDOUT`;
+    ` WHERE ${keyMatchSql(r.key, "current_setting('xmin_sync.keys')::jsonb")}) TO STDOUT`;
 
   const apply = async (batch: Difference[]) => {
     const recopy = batch.filter((d) => d.kind !== "extra").map((d) => d.key);
-    const extra = batch.filter((d) => d.kind === "extra").map((d) => d.key);
+    let extra = batch.filter((d) => d.kind === "extra").map((d) => d.key);
     await withTransaction(r.target, async () => {
-      if (recopy.length > 0) {
-        const { snapshot } = await beginSnapshot(source, sourceServer, { exportSnapshot: false });
-        try {
+      const { snapshot } = await beginSnapshot(source, sourceServer, { exportSnapshot: false });
+      try {
+        if (extra.length > 0) {
+          const { rows } = await source.query<{ i: number }>(
+            keysOnSourceSql(r.source.name, r.key),
+            [JSON.stringify(extra)],
+          );
+          const onSource = new Set(rows.map((x) => x.i));
+          recopy.push(...extra.filter((_, i) => onSource.has(i)));
+          extra = extra.filter((_, i) => !onSource.has(i));
+        }
+        if (recopy.length > 0) {
           if (r.hasXmin) {
             const part = { relation: r.source.name, only: false };
             await bindRead(source, snapshot, { part, filter: { kind: "all" } });
@@ -88,14 +113,16 @@ export async function createRepairer(r: RepairTarget) {
           ]);
           await r.target.query(`TRUNCATE ${quoteQualified(stage)}`);
           await streamCopy(source, readSql, r.target, copyInSql(stage, columns));
-        } finally {
-          await source.query("COMMIT");
         }
+      } finally {
+        await source.query("COMMIT");
+      }
+      if (recopy.length > 0) {
         const merged = await mergeRows(r.target, r.targetServer, spec);
         counts.copied += merged.inserted + merged.updated;
       }
       if (extra.length > 0) {
-        const match = keyMatchSql(r.key, keyTypes, "$1::jsonb");
+        const match = keyMatchSql(r.key, "$1::jsonb");
         const sql = r.softDeletes
           ? `UPDATE ${quoteQualified(r.targetName)} AS t SET ${quoteIdent(SOURCE_DELETED_AT)} = now() WHERE t.${quoteIdent(SOURCE_DELETED_AT)} IS NULL AND ${match}`
           : `DELETE FROM ${quoteQualified(r.targetName)} AS t WHERE ${match}`;

@@ -6,7 +6,8 @@ import { silentLogger, type Logger } from "../log.js";
 import { readSourceTable, XMIN_RELKINDS } from "../source/catalog.js";
 import { parseSnapshot } from "../source/snapshot.js";
 import { SourceRun } from "../source/run.js";
-import { resolveKey } from "../sync/plan.js";
+import { keyNames } from "../db/key.js";
+import { resolveKey } from "../source/key.js";
 import type { TableSpec } from "../sync/types.js";
 import { checkTargetTable, readTargetTable, SOURCE_DELETED_AT } from "../target/ddl.js";
 import { lockTargetTable } from "../target/lock.js";
@@ -154,12 +155,12 @@ async function validateTable(
   const targetRead = await connect(opts.target, "target");
   try {
     const table = await readSourceTable(reader, spec.source);
-    const key = resolveKey(table, spec);
+    const key = resolveKey(table, spec).columns;
     const hasXmin = XMIN_RELKINDS.has(table.relkind);
     const existing = await readTargetTable(targetRead, targetName);
     if (!existing)
       throw new Error(`target table ${displayName(targetName)} does not exist; run sync first`);
-    checkTargetTable(targetName, existing, table.columns, key);
+    checkTargetTable(targetName, existing, table.columns, keyNames(key));
     const softDeletes = existing.columns.has(SOURCE_DELETED_AT);
     if (opts.deep) await checkSameEncoding(reader, targetRead);
     const state = await readState(targetRead, targetName).catch(() => null);
@@ -194,12 +195,10 @@ async function validateTable(
       ? await bindXminStats(lagReader, run.snapshot, lastRun)
       : undefined;
     const lag = { missing: 0, different: 0, extra: 0 };
-    const typeOf = new Map(table.columns.map((c) => [c.name, c.type]));
-    const keyTypes = key.map((k) => typeOf.get(k)!);
     const countLag = async (c: pg.Client, batch: Difference[]) => {
       for (const kind of ["missing", "different"] as const) {
         const keys = batch.filter((d) => d.kind === kind).map((d) => d.key);
-        lag[kind] += await countPending(c, spec.source, key, keyTypes, keys, lagBinding!);
+        lag[kind] += await countPending(c, spec.source, key, keys, lagBinding!);
       }
       lag.extra += batch.filter((d) => d.kind === "extra").length;
     };

@@ -3,6 +3,7 @@ import { quoteIdent, quoteQualified, type QualifiedName } from "../db/quote.js";
 import { nextFromAge } from "../source/xid.js";
 import type { Snapshot } from "../source/snapshot.js";
 import { parseDuration } from "../config/duration.js";
+import type { KeyColumn } from "../db/key.js";
 import { InputError } from "../input-error.js";
 import { SOURCE_DELETED_AT } from "../target/ddl.js";
 import { keyMatchSql } from "./repair.js";
@@ -219,8 +220,7 @@ export function integrityScore(p: {
 export async function countPending(
   client: pg.Client,
   table: QualifiedName,
-  key: string[],
-  keyTypes: string[],
+  key: KeyColumn[],
   keys: (string | null)[][],
   binding: XminStatsBinding,
 ): Promise<number> {
@@ -229,7 +229,7 @@ export async function countPending(
   const { rows } = await client.query<{ n: string }>(
     `SELECT count(*) FILTER (WHERE x.pending)::bigint AS n
        FROM (SELECT ${xminStatsRow(p)} FROM ${quoteQualified(table)} AS t
-              WHERE ${keyMatchSql(key, keyTypes, "$1::jsonb")}) AS x`,
+              WHERE ${keyMatchSql(key, "$1::jsonb")}) AS x`,
     [JSON.stringify(keys), ...binding.values],
   );
   return Number(rows[0]!.n);

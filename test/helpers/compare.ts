@@ -1,12 +1,21 @@
 import assert from "node:assert/strict";
-import type { Cluster } from "./cluster.js";
+import type pg from "pg";
+import { validate, type TableSpec } from "../../src/index.js";
+/** A server or database the test can run SQL on. */
+interface Queryable {
+  sql<T extends pg.QueryResultRow = pg.QueryResultRow>(
+    text: string,
+    params?: unknown[],
+    database?: string,
+  ): Promise<T[]>;
+}
 
 /**
  * Every row of a table as text, ordered by key: what "the target equals the
  * source" means, compared as a user would see it.
  */
 export async function tableText(
-  cluster: Cluster,
+  cluster: Queryable,
   database: string,
   table: string,
   columns: string[],
@@ -22,7 +31,7 @@ export async function tableText(
 
 /** Column list of a table, quoted, in order (for comparing a source with its copy). */
 export async function columnList(
-  cluster: Cluster,
+  cluster: Queryable,
   database: string,
   table: string,
 ): Promise<string[]> {
@@ -40,9 +49,9 @@ export async function columnList(
  * columns, in key order) is the same on both sides.
  */
 export async function assertSameRows(
-  source: Cluster,
+  source: Queryable,
   sourceTable: string,
-  target: Cluster,
+  target: Queryable,
   targetTable: string,
   key: string[],
   opts: { sourceDb?: string; targetDb?: string; message?: string } = {},
@@ -52,5 +61,25 @@ export async function assertSameRows(
     await tableText(target, opts.targetDb ?? "postgres", targetTable, cols, key),
     await tableText(source, opts.sourceDb ?? "postgres", sourceTable, cols, key),
     opts.message,
+  );
+}
+
+/** `validate --deep` agrees: no row missing, extra or different. */
+export async function assertDeepValidates(
+  source: Queryable & { url(): string },
+  target: Queryable & { url(): string },
+  spec: TableSpec,
+): Promise<void> {
+  const [v] = await validate({
+    source: source.url(),
+    target: target.url(),
+    tables: [spec],
+    deep: true,
+  });
+  assert.equal(v!.status, "ok", v!.error);
+  assert.deepEqual(
+    [v!.deep!.missing, v!.deep!.extra, v!.deep!.different],
+    [0, 0, 0],
+    "validate --deep agrees",
   );
 }
