@@ -52,7 +52,8 @@ export function createLogger(opts: { level?: string; pretty?: boolean } = {}): L
         write: (line: string) => {
           const record = JSON.parse(line) as Record<string, unknown>;
           terminal.onRecord?.(record);
-          terminal.write(format(record));
+          // One event, one line, whatever a name or a server's message holds.
+          terminal.write(format(record).replace(/\n(?=.)/g, "\\n"));
         },
       },
     );

@@ -211,7 +211,7 @@ describe("CLI contract (source 17 -> target 14)", () => {
     assert.equal(badKey.code, 2);
     assert.match(
       badKey.stdout,
-      /^FAIL fds\.nokey -> fds\.nokey: source: key column "nope" is not a column/,
+      /^FAIL fds\.nokey -> fds\.nokey: key column "nope" is not a column of fds\.nokey/,
     );
     assert.deepEqual(await shape(t.name), EMPTY);
 

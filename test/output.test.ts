@@ -221,10 +221,14 @@ describe("output and bad input (source 17 -> target 17)", () => {
       /mode timestamp needs a cursor column \(--cursor COLUMN after its --table/,
     );
 
-    badInput(
-      await sync("--table", "public.a\nb"),
-      /^xmin-sync: --table: name "a\\nb" contains a control character$/,
+    // A newline in a name (legal, quoted, in PostgreSQL): every line of output stays one line.
+    const newline = await sync("--table", 'public."a\nb"');
+    assert.equal(newline.code, 2);
+    assert.equal(
+      newline.stdout,
+      'FAIL public."a\\nb" -> public."a\\nb": source: no such table (0.0s)\n',
     );
+    assert.equal(lines(newline.stderr).length, 1, newline.stderr);
     // (A command-line argument is at most 128 kB on Linux: the config below takes megabytes.)
     badInput(
       await sync("--table", `public.${"x".repeat(100_000)}`),
@@ -272,7 +276,7 @@ describe("output and bad input (source 17 -> target 17)", () => {
     for (const args of [
       ["sync", "--config", bomb, "--json"],
       ["sync", "--tabel", "x", "--json"],
-      ["validate", ...conn(), "--table", "public.a\nb", "--json"],
+      ["validate", ...conn(), "--table", "public.vw", "--table", "x.y.z", "--json"],
       ["check", "--json"],
     ]) {
       const r = await runCli(args);

@@ -158,7 +158,7 @@ describe("tables in bulk (source 17 -> target 14)", () => {
     );
     assert.match(
       out[2]!,
-      /: source: has no primary key and no unique index on NOT NULL columns: name its key columns \(--key COLS after its --table/,
+      /: source: has no primary key and no unique index; give its key columns \(--key, or key: \[\.\.\.\] in the config\)/,
     );
     assert.deepEqual(await targets(t), ["raw.a", "raw.b", "raw.p"]);
     await assertSameRows(source, "fds.b", db(t), "raw.b", ["k1", "k2"]);

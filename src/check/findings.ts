@@ -8,6 +8,8 @@ export interface Finding {
   /** Which of the run's tables, by position, when it concerns one. */
   index?: number;
   message: string;
+  /** For a table a sync refuses: its result's error, when not `server: message`. */
+  result?: string;
 }
 
 export const ok = (server: Finding["server"], message: string, at?: At): Finding => ({

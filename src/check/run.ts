@@ -112,7 +112,7 @@ export async function preflight(
       const problems = byTable.get(index);
       if (!problems) return undefined;
       const spec = opts.tables[index]!;
-      const error = problems.map((f) => `${f.server}: ${f.message}`).join("; ");
+      const error = problems.map((f) => f.result ?? `${f.server}: ${f.message}`).join("; ");
       logger.error({ table: displayName(spec.source), err: error }, "table refused");
       return {
         table: displayName(spec.source),

@@ -1,6 +1,8 @@
 import type pg from "pg";
 import { displayIdent, displayName, quoteIdent, type QualifiedName } from "../db/quote.js";
-import { XMIN_RELKINDS } from "../source/catalog.js";
+import { InputError } from "../input-error.js";
+import { readSourceTable, XMIN_RELKINDS } from "../source/catalog.js";
+import { resolveKey } from "../source/key.js";
 import type { TableSpec } from "../sync/types.js";
 import { RESERVED_COLUMNS } from "../target/ddl.js";
 import { KEY_LATERAL, SIZE_LATERAL } from "./discover.js";
@@ -80,6 +82,18 @@ export async function checkSourceTables(
       findings.push(error("source", problem, at));
       continue;
     }
+    if (keyInDoubt(r, spec)) {
+      // The engine's own words, which name each unique index and why it cannot serve.
+      const refusal = await engineRefusal(client, spec);
+      if (refusal !== null) {
+        const prefix = `source table ${displayName(spec.source)} `;
+        findings.push({
+          ...error("source", refusal.replace(prefix, ""), at),
+          result: refusal,
+        });
+        continue;
+      }
+    }
     const key = spec.key ?? r.key!;
     const columns = (r.columns ?? []).map((c) => ({ name: c.name, type: c.type }));
     const userTypes = (r.columns ?? [])
@@ -110,8 +124,6 @@ function tableProblem(r: Row, spec: TableSpec, role: string): string | null {
   if (!r.can_select) {
     return `no SELECT privilege for role ${grantee} (GRANT SELECT ON ${displayName(spec.source)} TO ${grantee})`;
   }
-  const names = new Set((r.columns ?? []).map((c) => c.name));
-  if (names.size === 0) return "has no columns";
   const hasXmin = XMIN_RELKINDS.has(r.relkind);
   if (spec.mode === "xmin" && !hasXmin) {
     return (
@@ -129,15 +141,39 @@ function tableProblem(r: Row, spec: TableSpec, role: string): string | null {
       return `cursor column ${quoteIdent(spec.cursor)} is ${c.type}: it must be a timestamp, a date or a number`;
     }
   }
-  const key = spec.key ?? r.key;
-  if (!key || key.length === 0) {
-    return "has no primary key and no unique index on NOT NULL columns: name its key columns (--key COLS after its --table, or key: [...] in the config)";
-  }
-  const notColumn = key.find((k) => !names.has(k));
-  if (notColumn !== undefined) return `key column ${quoteIdent(notColumn)} is not a column`;
-  const reserved = RESERVED_COLUMNS.find((c) => names.has(c));
-  if (reserved) return `has a column named ${reserved}, which xmin-sync reserves`;
   return null;
+}
+
+/**
+ * Whether the catalog leaves the key in doubt: no columns, no key given
+ * and no primary key or unique index on NOT NULL columns, a key column that
+ * is not there, or a column name xmin-sync reserves.
+ */
+function keyInDoubt(r: Row, spec: TableSpec): boolean {
+  const names = new Set((r.columns ?? []).map((c) => c.name));
+  const key = spec.key ?? r.key;
+  return (
+    names.size === 0 ||
+    !key ||
+    key.length === 0 ||
+    key.some((k) => !names.has(k)) ||
+    RESERVED_COLUMNS.some((c) => names.has(c))
+  );
+}
+
+/**
+ * The engine's refusal of the table's key, read as a run reads it (only for
+ * the few tables whose key is in doubt): one rule, and one message, for
+ * check and sync alike. Null when the engine takes the table after all.
+ */
+async function engineRefusal(client: pg.Client, spec: TableSpec): Promise<string | null> {
+  try {
+    resolveKey(await readSourceTable(client, spec.source), spec);
+    return null;
+  } catch (err) {
+    if (!(err instanceof InputError)) throw err;
+    return err.message;
+  }
 }
 
 /** The ok line: how the table will be read. */

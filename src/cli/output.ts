@@ -10,9 +10,14 @@ export function oneLine(text: string): string {
   return text.replace(/[\u0000-\u001f\u007f]/g, (ch) => JSON.stringify(ch).slice(1, -1));
 }
 
-/** An error's text without a leading `table: `, which the line already names. */
+/**
+ * An error's text without the table's name, which the line already gives:
+ * a leading `table: `, or the engine's `source table NAME …`.
+ */
 const withoutTable = (error: string, table: string) =>
-  error.startsWith(`${table}: `) ? error.slice(table.length + 2) : error;
+  error.startsWith(`${table}: `)
+    ? error.slice(table.length + 2)
+    : error.replace(`source table ${table} `, "source: ");
 
 /** One human line per table, for a terminal. */
 export function formatResult(r: TableResult): string {

@@ -375,7 +375,7 @@ function checkCommand(program: Command, state: State) {
     const { formatFinding } = await import("../check/findings.js");
     const findings = await check(req);
     for (const f of findings) {
-      const { index: _index, ...shown } = f;
+      const { index: _index, result: _result, ...shown } = f;
       write(flags.json ? JSON.stringify(shown) : oneLine(formatFinding(f)));
     }
     state.exitCode = findings.some((f) => f.level === "error") ? EXIT.usage : EXIT.ok;

@@ -15,7 +15,7 @@ const parsedBy = (parse: (value: string) => unknown) =>
       }
     });
 
-/** A column name: at most 63 bytes, no control characters, as PostgreSQL would match it. */
+/** A column name: at most 63 bytes, as PostgreSQL would match it. */
 const identifier = parsedBy(checkName);
 
 const identifierList = z.array(identifier).min(1);
