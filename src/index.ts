@@ -6,9 +6,12 @@ export type {
   TableSpec,
   Mode,
   DeletesMode,
+  ProgressEvent,
+  ProgressPhase,
   SchemaChanges,
   DroppedColumns,
 } from "./sync/types.js";
+export type { Tuning } from "./sync/tuning.js";
 export { SchemaChangedError } from "./sync/evolve.js";
 export { loadConfig, parseConfig } from "./config/load.js";
 export { tablesFromConfig } from "./config/resolve.js";

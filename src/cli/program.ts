@@ -1,3 +1,4 @@
+import { fileURLToPath } from "node:url";
 import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
 import { parseDuration } from "../config/duration.js";
 import {
@@ -11,6 +12,7 @@ import {
   type TableSettings,
 } from "../config/resolve.js";
 import { describeError } from "../db/connect.js";
+import { resolveDatabaseUrl } from "../db/database-url.js";
 import { checkName } from "../db/quote.js";
 import { InputError } from "../input-error.js";
 import { createLogger, LOG_LEVELS } from "../log.js";
@@ -246,10 +248,8 @@ async function resolveRequest(
       flags.exclude,
     );
   }
-  source ??= process.env.SOURCE_DATABASE_URL || undefined;
-  target ??= process.env.TARGET_DATABASE_URL || undefined;
-  if (!source) throw new InputError("no source database: pass --source or set SOURCE_DATABASE_URL");
-  if (!target) throw new InputError("no target database: pass --target or set TARGET_DATABASE_URL");
+  source = resolveDatabaseUrl("source", source);
+  target = resolveDatabaseUrl("target", target);
   let names;
   if (hasPatterns(request)) {
     const { findTables } = await import("./list.js");
@@ -467,9 +467,7 @@ function statusCommand(program: Command) {
   cmd.action(async (flags: { target?: string; config?: string; json?: boolean }) => {
     let target = flags.target;
     if (!target && flags.config) target = (await loadConfig(flags.config)).target;
-    target ??= process.env.TARGET_DATABASE_URL || undefined;
-    if (!target)
-      throw new InputError("no target database: pass --target or set TARGET_DATABASE_URL");
+    target = resolveDatabaseUrl("target", target);
     const { status } = await import("./status.js");
     await status(target, { json: flags.json ?? false });
   });
@@ -504,8 +502,7 @@ function discoverFlags(cmd: Command) {
 async function discover(flags: DiscoverFlags) {
   let source = flags.source;
   if (!source && flags.config) source = (await loadConfig(flags.config)).source;
-  source ??= process.env.SOURCE_DATABASE_URL || undefined;
-  if (!source) throw new InputError("no source database: pass --source or set SOURCE_DATABASE_URL");
+  source = resolveDatabaseUrl("source", source);
   const { parseTablePattern } = await import("../config/patterns.js");
   const patterns = (flag: string, texts: string[] = []) =>
     texts.map((x) => {
@@ -593,23 +590,43 @@ function initCommand(program: Command) {
   );
 }
 
+/**
+ * The bench's harness (bench/) lives in the repository, not in the
+ * published package: an installed xmin-sync says where to run it.
+ */
+async function loadBench() {
+  try {
+    return await import("../../bench/bench.js");
+  } catch (err) {
+    const harness = fileURLToPath(new URL("../../bench/bench.js", import.meta.url));
+    if ((err as { code?: string }).code === "ERR_MODULE_NOT_FOUND" && String(err).includes(harness))
+      throw new InputError(
+        "the bench runs from a clone of the repository, which holds its harness: clone it, run npm ci there, then npx xmin-sync bench",
+      );
+    throw err;
+  }
+}
+
 function benchCommand(program: Command) {
   program
     .command("bench")
     .description(
-      "measure full and incremental loads for 1..N workers, against a psql COPY pipe, pgcopydb and pg_comparator",
+      "measure every path (full load, incremental, deletes, timestamp mode, validate, --deep, --repair) against a reference, in a clone of the repository",
     )
     .option("--source <url>", "existing source server (default: start throwaway servers)")
     .option("--target <url>", "existing target server (needs CREATEDB)")
     .option("--scale <n>", "pgbench scale: 100,000 rows per unit", "20")
-    .option("--workers <n>", "measure 1..n workers (default: one per core, up to 8)")
     .option(
-      "--runs <n>",
-      "alternating rounds of the comparisons with pgcopydb and pg_comparator",
-      "3",
+      "--workers <n>",
+      "workers of each run; full loads also with 1..n-1 (default: one per core, up to 8)",
     )
+    .option("--runs <n>", "rounds: each path alternates with its reference this many times", "3")
     .option("--out <dir>", "where to write the Markdown and JSON results", "bench/results")
-    .option("--no-deep", "skip the deep-validation comparison")
+    .option("--no-deep", "skip validate --deep and --repair")
+    .option(
+      "--timeout <seconds>",
+      "stop each xmin-sync run after this long and report it as timed out (default: ten full loads, at least 120)",
+    )
     .action(
       async (flags: {
         source?: string;
@@ -619,11 +636,12 @@ function benchCommand(program: Command) {
         runs: string;
         out: string;
         deep: boolean;
+        timeout?: string;
       }) => {
         if ((flags.source === undefined) !== (flags.target === undefined)) {
           throw new InputError("give both --source and --target, or neither");
         }
-        const { runBench, writeResults } = await import("../bench/bench.js");
+        const { runBench, writeResults } = await loadBench();
         const result = await runBench({
           ...(flags.source ? { source: flags.source } : {}),
           ...(flags.target ? { target: flags.target } : {}),
@@ -632,16 +650,14 @@ function benchCommand(program: Command) {
             ? parsePositiveInt("--workers", flags.workers)
             : resolveTuning().workers,
           runs: parsePositiveInt("--runs", flags.runs),
-          out: flags.out,
           deep: flags.deep,
+          ...(flags.timeout
+            ? { timeoutSeconds: parsePositiveInt("--timeout", flags.timeout) }
+            : {}),
           say: (line) => process.stderr.write(`bench: ${line}\n`),
         });
-        const stem = await writeResults(
-          flags.out,
-          parsePositiveInt("--scale", flags.scale),
-          result,
-        );
-        process.stdout.write(result.markdown);
+        const { stem, markdown } = await writeResults(flags.out, result);
+        process.stdout.write(markdown);
         process.stderr.write(`bench: results written to ${stem}.md and ${stem}.json\n`);
       },
     );

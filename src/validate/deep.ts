@@ -36,6 +36,9 @@ export interface DeepOptions {
   log?: (fields: Record<string, unknown>, msg: string) => void;
 }
 
+/** The most buckets one level of the comparison holds in memory. */
+const MAX_BUCKETS = 65_536;
+
 interface Bucket {
   n: number;
   s: string;
@@ -99,15 +102,32 @@ export async function deepCompare(
     { level: 1, buckets: s1.map.size, differing: differing.keys.length, ms: Date.now() - t0 },
     "bucket level compared",
   );
-  while (differing.keys.length > 0 && differing.rows > leafRows && bits < 48) {
+  let scanned = Math.max(s1.map.size, t1.map.size);
+  // Split further only while it narrows things down: when differences are
+  // spread over most buckets (thousands of scattered differences), a finer
+  // level would hold about a row per bucket, millions of them in memory,
+  // and still leave every row to compare; the ordered row streams that
+  // follow cost the same and keep memory to a cursor batch. A level never
+  // holds more than MAX_BUCKETS buckets.
+  while (
+    differing.keys.length > 0 &&
+    differing.rows > leafRows &&
+    bits < 48 &&
+    differing.keys.length * 4 <= scanned
+  ) {
     const parent = { mask, buckets: differing.keys };
-    bits = Math.min(48, bits + 8);
+    const grow = Math.max(
+      1,
+      Math.min(8, Math.floor(Math.log2(MAX_BUCKETS / differing.keys.length))),
+    );
+    bits = Math.min(48, bits + grow);
     mask = (1n << BigInt(bits)) - 1n;
     const [s, t] = await Promise.all([
       buckets(source, sourceSpec, mask, parent),
       buckets(target, targetSpec, mask, parent),
     ]);
     differing = differingBuckets(s.map, t.map);
+    scanned = Math.max(s.map.size, t.map.size);
     levels++;
     log(
       { level: levels, differing: differing.keys.length, ms: Date.now() - t0 },

@@ -2,18 +2,18 @@ import { rm } from "node:fs/promises";
 import { join } from "node:path";
 import {
   appendSettings,
-  clusterDir,
   hasSystemPostgres,
   openCluster,
   runAsPostgres,
+  serverDir,
   startCluster as startAnyCluster,
   SYSTEM_PG_BIN,
   type Cluster,
   type ClusterOptions,
-} from "../../src/servers/cluster.js";
+} from "./servers.js";
 
 export { runAsPostgres, hasSystemPostgres, SYSTEM_PG_BIN };
-export type { Cluster, Version } from "../../src/servers/cluster.js";
+export type { Cluster, Version } from "./servers.js";
 
 /**
  * The test runner (scripts/test.mjs) stops and removes whatever is left
@@ -45,7 +45,7 @@ export async function startStandby(
   primary: Cluster,
   opts: { settings?: Record<string, string> } = {},
 ): Promise<Cluster> {
-  const dir = await clusterDir(CLUSTER_DIR_PREFIX);
+  const dir = await serverDir(CLUSTER_DIR_PREFIX);
   const dataDir = join(dir, "data");
   try {
     await runAsPostgres(join(primary.bin, "pg_basebackup"), [
