@@ -7,6 +7,7 @@ export type {
   Mode,
   DeletesMode,
   ProgressEvent,
+  ResumeReport,
   ProgressPhase,
   SchemaChanges,
   DroppedColumns,

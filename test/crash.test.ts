@@ -2,7 +2,8 @@ import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import type pg from "pg";
 import { workTable } from "../src/target/work.js";
-import { runCli, spawnCli } from "./helpers/cli.js";
+import { waitFor } from "./helpers/activity.js";
+import { killChildren, runCli, spawnCli } from "./helpers/cli.js";
 import { type Version } from "./helpers/cluster.js";
 import { testDatabase, type TestDatabase } from "./helpers/databases.js";
 import { assertSameRows } from "./helpers/compare.js";
@@ -17,20 +18,6 @@ import { assertSameRows } from "./helpers/compare.js";
  * with the target equal to the source. Both the MERGE (17) and the
  * ON CONFLICT (14) targets.
  */
-
-async function waitFor<T>(
-  what: string,
-  probe: () => Promise<T | undefined | null | false>,
-  timeoutMs = 20_000,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await probe();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 for (const targetVersion of ["17", "14"] as Version[]) {
   describe(`killed between staging and commit, target ${targetVersion}`, () => {
@@ -48,10 +35,7 @@ for (const targetVersion of ["17", "14"] as Version[]) {
       `);
     });
     after(async () => {
-      for (const c of children) {
-        if (c.child.exitCode === null && c.child.signalCode === null) c.child.kill("SIGKILL");
-        await c.done;
-      }
+      await killChildren(children);
       await blocker?.end().catch(() => undefined);
       await Promise.all([source?.stop(), target?.stop()]);
     });

@@ -1,31 +1,18 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import type pg from "pg";
-import { runCli, spawnCli } from "./helpers/cli.js";
+import { waitFor } from "./helpers/activity.js";
+import { killChildren, runCli, spawnCli } from "./helpers/cli.js";
 import { testDatabase, type TestDatabase } from "./helpers/databases.js";
 import { assertSameRows } from "./helpers/compare.js";
 
 /**
  * docs/correctness.md, "Long transactions and concurrency": two runs never sync the same target table at
  * once. A second run exits at once with one clear line, or with --wait waits
- * for the first and then succeeds. A run that waited (or that reached a
- * table late in a multi-table run) reads from a snapshot older than the one
- * the other run committed: it must not write that older data over the newer.
+ * for the first and then succeeds. A run locks all its tables before its
+ * snapshot, so no other run can commit one of them from a newer snapshot
+ * while it works on the others (it would then write older data over newer).
  */
-
-async function waitFor<T>(
-  what: string,
-  probe: () => Promise<T | undefined | null | false>,
-  timeoutMs = 20_000,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await probe();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 describe("two runs on one table", () => {
   let source: TestDatabase;
@@ -43,10 +30,7 @@ describe("two runs on one table", () => {
     `);
   });
   after(async () => {
-    for (const c of children) {
-      if (c.child.exitCode === null && c.child.signalCode === null) c.child.kill("SIGKILL");
-      await c.done;
-    }
+    await killChildren(children);
     await Promise.all(blockers.map((b) => b.end().catch(() => undefined)));
     await Promise.all([source?.stop(), target?.stop()]);
   });
@@ -134,46 +118,56 @@ describe("two runs on one table", () => {
     await assertEqual("public.accounts");
   });
 
-  test("a run that reaches a table after a newer run committed it does not roll it back", async () => {
+  test("a run holds its tables' locks from before its snapshot: a table it reaches late is not synced by another run meanwhile", async () => {
     // Both tables synced once, and in sync.
     const initial = await runCli(args("public.audit", "public.accounts"));
     assert.equal(initial.code, 0, initial.stderr);
     await assertEqual("public.accounts");
 
-    // The slow run takes its snapshot now, then stalls on its first table.
+    // The slow run (one table at a time) locks both tables, takes its
+    // snapshot, then stalls on its first table; accounts waits its turn.
     await source.sql("UPDATE public.audit SET note = note || '!' WHERE id <= 10");
     const blocker = await block("public.audit");
-    const slow = spawnCli(args("public.audit", "public.accounts"));
+    const slow = spawnCli([...args("public.audit", "public.accounts"), "--workers", "1"]);
     children.push(slow);
     await waitFor("the slow run to block on its first table", async () => {
       if (slow.child.exitCode !== null) throw new Error((await slow.done).stderr);
       return (await blockedRuns("relation")).length === 1;
     });
 
-    // Meanwhile accounts changes (in several transactions) and a quick run
-    // copies it, committing a watermark newer than the slow run's snapshot.
+    // Meanwhile accounts changes (in several transactions). A run of it
+    // alone cannot commit a watermark newer than the slow run's snapshot
+    // (which the slow run would then move back): it is refused, or waits.
     for (let i = 0; i < 5; i++) {
       await source.sql(`UPDATE public.accounts SET balance = balance + 1000 WHERE id % 5 = ${i}`);
     }
     await source.sql("INSERT INTO public.accounts VALUES (5000, 'newest', 1)");
     const quick = await runCli(args("public.accounts"));
-    assert.equal(quick.code, 0, quick.stderr);
-    await assertEqual("public.accounts");
-    const committed = BigInt(String(quick.json[0]!.watermark));
+    assert.equal(quick.code, 1, quick.stderr);
+    assert.match(String(quick.json[0]?.error), /another xmin-sync run is syncing public\.accounts/);
+    const waiting = spawnCli([...args("public.accounts"), "--wait"]);
+    children.push(waiting);
+    await waitFor("the --wait run to wait", async () => {
+      if (waiting.child.exitCode !== null) throw new Error((await waiting.done).stderr);
+      return (await blockedRuns("advisory")).length === 1;
+    });
 
     await blocker.query("ROLLBACK");
     const slowDone = await slow.done;
     assert.equal(slowDone.code, 0, slowDone.stderr);
     for (const r of slowDone.json) assert.equal(r.status, "ok", String(r.error));
-    const late = slowDone.json.find((r) => r.table === "public.accounts");
-    // Not a full resync taking the newer watermark for a restore: an
-    // incremental run on a fresh snapshot.
-    assert.equal(late?.mode, "xmin", slowDone.stdout);
+    assert.equal(slowDone.json.find((r) => r.table === "public.accounts")?.mode, "xmin");
+    const waited = await waiting.done;
+    assert.equal(waited.code, 0, waited.stderr);
+    assert.equal(waited.json[0]?.mode, "xmin");
+    const slowMark = BigInt(
+      String(slowDone.json.find((r) => r.table === "public.accounts")!.watermark),
+    );
+    assert.ok(
+      BigInt(String(waited.json[0]!.watermark)) >= slowMark,
+      "a fresh snapshot after the wait",
+    );
     await assertEqual("public.audit");
     await assertEqual("public.accounts");
-    const stored = await target.sql<{ w: string }>(
-      "SELECT watermark::text AS w FROM xmin_sync.state WHERE target_table = 'accounts'",
-    );
-    assert.ok(BigInt(stored[0]!.w) >= committed, "the watermark did not move backwards");
   });
 });

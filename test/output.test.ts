@@ -144,13 +144,13 @@ describe("output and bad input (source 17 -> target 17)", () => {
       assert.match(
         r.stdout,
         new RegExp(
-          `^FAIL public\\.small -> public\\.small: gave up after 2s \\(--wait-timeout\\) waiting for the run syncing public\\.small \\(target backend pid ${pid}, application "the-other-run", user postgres, from 127\\.0\\.0\\.1, connected \\d+s ago\\)`,
+          `^FAIL public\\.small -> public\\.small: gave up after 2s waiting for another xmin-sync run syncing public\\.small \\(target backend pid ${pid}\\)`,
         ),
       );
       assert.match(
         r.stderr,
         new RegExp(
-          `"msg":"waiting for the run syncing public\\.small \\(target backend pid ${pid}, `,
+          `"heldByPid":${pid},"heldSince":"[^"]+","heldByApplication":"the-other-run","giveUpAfterMs":2000,"msg":"waiting for another xmin-sync run to finish with public\\.small \\(target backend pid ${pid}\\)`,
         ),
       );
 
@@ -159,7 +159,7 @@ describe("output and bad input (source 17 -> target 17)", () => {
       assert.match(
         noWait.stdout,
         new RegExp(
-          `another xmin-sync run is syncing public\\.small \\(target backend pid ${pid}, .*\\); try again when it finishes, or pass --wait`,
+          `another xmin-sync run is syncing public\\.small \\(target backend pid ${pid}\\); try again when it finishes`,
         ),
       );
 
@@ -178,7 +178,6 @@ describe("output and bad input (source 17 -> target 17)", () => {
       await holder.query("SELECT pg_advisory_unlock_all()");
       const waited = await waiting.done;
       assert.equal(waited.code, 0, waited.stdout + waited.stderr);
-      assert.match(waited.stderr, /"msg":"lock taken"/);
     } finally {
       await holder.end();
     }

@@ -89,11 +89,14 @@ export class PreflightError extends InputError {}
 /**
  * The checks at the start of every sync, before anything is written. A
  * problem with the run as a whole throws; a table that cannot be synced as
- * asked gets its error result (bad input, exit 2) and the others go ahead.
+ * asked gets its error result (bad input, exit 2) and the others go ahead:
+ * `runnable` are those, and `results` puts their results and the refused
+ * tables' back in the order asked.
  */
-export async function preflight(
-  opts: CheckOptions & { logger?: Logger },
-): Promise<{ refused: (index: number) => TableResult | undefined }> {
+export async function preflight(opts: CheckOptions & { logger?: Logger }): Promise<{
+  runnable: TableSpec[];
+  results: (ran: TableResult[]) => TableResult[];
+}> {
   const logger = opts.logger ?? silentLogger;
   const findings = await check(opts);
   const errors = findings.filter((f) => f.level === "error");
@@ -107,28 +110,36 @@ export async function preflight(
   }
   const byTable = new Map<number, Finding[]>();
   for (const f of errors) byTable.set(f.index!, [...(byTable.get(f.index!) ?? []), f]);
+  const refused = opts.tables.map((spec, i) => {
+    const problems = byTable.get(i);
+    return problems ? refusal(spec, problems, logger) : undefined;
+  });
   return {
-    refused(index) {
-      const problems = byTable.get(index);
-      if (!problems) return undefined;
-      const spec = opts.tables[index]!;
-      const error = problems.map((f) => f.result ?? `${f.server}: ${f.message}`).join("; ");
-      logger.error({ table: displayName(spec.source), err: error }, "table refused");
-      return {
-        table: displayName(spec.source),
-        target: displayName(spec.target ?? spec.source),
-        mode: spec.mode ?? "auto",
-        rowsCopied: 0,
-        inserted: 0,
-        updated: 0,
-        deleted: 0,
-        watermark: null,
-        previousWatermark: null,
-        durationMs: 0,
-        status: "error",
-        error,
-        badInput: true,
-      };
+    runnable: opts.tables.filter((_, i) => !refused[i]),
+    results(ran) {
+      const next = ran[Symbol.iterator]();
+      return refused.map((r) => r ?? (next.next().value as TableResult));
     },
+  };
+}
+
+/** The result of a table refused before the run: bad input, nothing copied. */
+function refusal(spec: TableSpec, problems: Finding[], logger: Logger): TableResult {
+  const error = problems.map((f) => f.result ?? `${f.server}: ${f.message}`).join("; ");
+  logger.error({ table: displayName(spec.source), err: error }, "table refused");
+  return {
+    table: displayName(spec.source),
+    target: displayName(spec.target ?? spec.source),
+    mode: spec.mode ?? "auto",
+    rowsCopied: 0,
+    inserted: 0,
+    updated: 0,
+    deleted: 0,
+    watermark: null,
+    previousWatermark: null,
+    durationMs: 0,
+    status: "error",
+    error,
+    badInput: true,
   };
 }

@@ -32,8 +32,11 @@ export function formatResult(r: TableResult): string {
     ? `; watermark held back by pid ${r.heldBackBy.pid}` +
       (r.heldBackBy.ageSeconds !== null ? `, running ${r.heldBackBy.ageSeconds}s` : "")
     : "";
+  const resumed = r.resumed
+    ? `, resumed: ${r.resumed.partsSkipped} of ${r.resumed.partsTotal} parts (${r.resumed.rowsSkipped} rows) not read again`
+    : "";
   return oneLine(
-    `ok   ${r.table} -> ${r.target}: ${r.mode}${why}, ${r.rowsCopied} rows copied, ` +
+    `ok   ${r.table} -> ${r.target}: ${r.mode}${why}${resumed}, ${r.rowsCopied} rows copied, ` +
       `${r.inserted} inserted, ${r.updated} updated, ${r.deleted} deleted` +
       (r.mode === "xmin" && unchanged > 0 ? ` (${unchanged} re-read unchanged)` : "") +
       ", " +

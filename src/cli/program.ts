@@ -16,7 +16,14 @@ import { resolveDatabaseUrl } from "../db/database-url.js";
 import { checkName } from "../db/quote.js";
 import { InputError } from "../input-error.js";
 import { createLogger, LOG_LEVELS } from "../log.js";
-import type { DeletesMode, DroppedColumns, Mode, SchemaChanges, TableSpec } from "../sync/types.js";
+import type {
+  DeletesMode,
+  DroppedColumns,
+  Mode,
+  SchemaChanges,
+  TableResult,
+  TableSpec,
+} from "../sync/types.js";
 import type { TuningInput } from "../sync/tuning.js";
 import { resolveTuning } from "../sync/tuning.js";
 import { oneLine } from "./output.js";
@@ -326,7 +333,10 @@ function syncCommand(program: Command, state: State) {
       const progress = createProgress(logger, {
         tty: process.stderr.isTTY === true && !flags.json,
       });
-      let results;
+      const { interruptedLine, interruptOnSignals, SIGNAL_EXIT_CODE } =
+        await import("./signals.js");
+      const interrupt = interruptOnSignals();
+      let results: TableResult[];
       try {
         results = await sync({
           source: req.source,
@@ -338,9 +348,14 @@ function syncCommand(program: Command, state: State) {
           tuning: req.tuning,
           onProgress: progress.onProgress,
           logger,
+          signal: interrupt.signal,
         });
+      } catch (err) {
+        if (!interrupt.received()) throw err;
+        results = [];
       } finally {
         progress.stop();
+        interrupt.dispose();
       }
       for (const r of results) write(flags.json ? JSON.stringify(r) : formatResult(r));
       // Bad input a human must fix (2) outranks a failure a retry may fix (1).
@@ -349,6 +364,11 @@ function syncCommand(program: Command, state: State) {
         : results.every((r) => r.status === "ok")
           ? EXIT.ok
           : EXIT.failed;
+      const sig = interrupt.received();
+      if (sig) {
+        process.stderr.write(interruptedLine(sig, results) + "\n");
+        state.exitCode = SIGNAL_EXIT_CODE[sig];
+      }
     },
   );
 }

@@ -39,6 +39,11 @@ const SESSION_SETTINGS: ReadonlyArray<readonly [string, string]> = [
   ["idle_in_transaction_session_timeout", "0"],
   // PostgreSQL 17+; skipped where the server does not know it.
   ["transaction_timeout", "0"],
+  // PostgreSQL 14+: a backend whose client died (a killed process, an
+  // evicted pod) stops its statement within a second, rolling back and
+  // releasing the table's lock, instead of running a long MERGE or DELETE
+  // to its end for no one.
+  ["client_connection_check_interval", "1000"],
 ];
 
 export interface ConnectOptions {

@@ -1,4 +1,5 @@
 import type pg from "pg";
+import { cancelOnAbort } from "../db/cancel.js";
 import { connect, describeError } from "../db/connect.js";
 import { SQLSTATE, sqlState } from "../db/errors.js";
 import { displayName, quoteQualified } from "../db/quote.js";
@@ -22,15 +23,38 @@ export class StorageChangedError extends Error {
   override name = "StorageChangedError";
 }
 
+export interface SourceRunOptions {
+  /** Cancels the run's statements on the source when it aborts. */
+  signal?: AbortSignal | undefined;
+  /**
+   * How many tables will read in this snapshot: once each has said it is
+   * done (`tableDone`), the snapshot is released. Without it, the snapshot
+   * is held until `close`.
+   */
+  tables?: number | undefined;
+  /** Called when the snapshot is released, with how long it was held. */
+  onRelease?: ((heldMs: number) => void) | undefined;
+}
+
 /**
  * The source side of one run: a coordinator connection that holds the run's
  * snapshot open and exports it, and readers that join it. Every table of the
  * run is read as of the same instant and gets the same watermark.
+ *
+ * The snapshot holds back the source's vacuum horizon (on a vendor's
+ * primary, or through hot_standby_feedback on a standby) for as long as it
+ * is open, so it is released as soon as the last table has read its rows,
+ * not when the last merge ends.
  */
 export class SourceRun {
   private readers = new Set<pg.Client>();
   /** Why the coordinator's connection ended, taking the exported snapshot with it. */
   private lost: Error | undefined;
+  /** Tables still to read in the snapshot. */
+  private reading: number | undefined;
+  private released = false;
+  /** When the snapshot was taken (Date.now()). */
+  readonly takenAt = Date.now();
 
   private constructor(
     private readonly url: string,
@@ -39,7 +63,9 @@ export class SourceRun {
     readonly snapshot: Snapshot,
     readonly exportedId: string,
     readonly identity: SourceIdentity,
+    private readonly opts: SourceRunOptions,
   ) {
+    this.reading = opts.tables;
     // A standby ends an idle transaction whose snapshot conflicts with WAL
     // replay (FATAL, SQLSTATE 40001): the coordinator, idle while a reader
     // copies, goes with the reader. Remembered so the next table's reader
@@ -53,15 +79,17 @@ export class SourceRun {
     return this.coordinator;
   }
 
-  static async open(url: string): Promise<SourceRun> {
+  static async open(url: string, opts: SourceRunOptions = {}): Promise<SourceRun> {
+    opts.signal?.throwIfAborted();
     const client = await connect(url, "source");
+    cancelOnAbort(client, opts.signal);
     try {
       const server = await readServerInfo(client);
       const { snapshot, exportedId } = await beginSnapshot(client, server, {
         exportSnapshot: true,
       });
       const identity = await readSourceIdentity(client);
-      return new SourceRun(url, client, server, snapshot, exportedId!, identity);
+      return new SourceRun(url, client, server, snapshot, exportedId!, identity, opts);
     } catch (err) {
       await client.end().catch(() => undefined);
       throw err;
@@ -70,7 +98,8 @@ export class SourceRun {
 
   /** A new connection reading in the run's snapshot. Release with `closeReader`. */
   async openReader(): Promise<pg.Client> {
-    const client = await connect(this.url, "source");
+    if (this.released) throw new Error("the run's source snapshot was already released");
+    const client = await this.freshClient();
     try {
       await joinSnapshot(client, this.exportedId);
     } catch (err) {
@@ -103,17 +132,37 @@ export class SourceRun {
   }
 
   /**
-   * The backend whose transaction is the snapshot's xmin, if it is still
-   * running on this server: it holds the watermark back until it ends.
+   * One table has read all it reads in this snapshot. When the last one has,
+   * the snapshot is released (its readers are closed by then).
    */
-  async oldestRunning(): Promise<{
+  tableDone(): void {
+    if (this.reading === undefined) return;
+    this.reading--;
+    if (this.reading <= 0) void this.releaseSnapshot();
+  }
+
+  /** Ends the coordinator's transaction, and with it the exported snapshot. */
+  private async releaseSnapshot(): Promise<void> {
+    if (this.released) return;
+    this.released = true;
+    this.opts.onRelease?.(Date.now() - this.takenAt);
+    await this.coordinator.query("COMMIT").catch(() => undefined);
+    await this.coordinator.end().catch(() => undefined);
+  }
+
+  /**
+   * The backend whose transaction is the snapshot's xmin, if it is still
+   * running on this server: it holds the watermark back until it ends. Asked
+   * on a connection in the run (a reader, or the coordinator).
+   */
+  async oldestRunning(client: pg.Client = this.coordinator): Promise<{
     pid: number;
     xactStart: string | null;
     ageSeconds: number | null;
     query: string | null;
   } | null> {
     if (this.snapshot.xip.length === 0) return null;
-    const { rows } = await this.coordinator.query(
+    const { rows } = await client.query(
       `SELECT pid, xact_start::text AS xact_start,
               extract(epoch FROM now() - xact_start)::int AS age, left(query, 200) AS query
          FROM pg_stat_activity
@@ -140,9 +189,10 @@ export class SourceRun {
   async lockTable(c: pg.Client, table: SourceTable, timeoutMs: number): Promise<void> {
     if (table.relkind !== "r" && table.relkind !== "p" && table.relkind !== "m") return;
     try {
-      await withSettings(c, { lock_timeout: `${timeoutMs}ms` }, () =>
-        c.query(`LOCK TABLE ${quoteQualified(table.name)} IN ACCESS SHARE MODE`),
-      );
+      await withSettings(c, { lock_timeout: `${timeoutMs}ms` }, () => {
+        this.opts.signal?.throwIfAborted();
+        return c.query(`LOCK TABLE ${quoteQualified(table.name)} IN ACCESS SHARE MODE`);
+      });
     } catch (err) {
       if (sqlState(err) !== SQLSTATE.lockNotAvailable) throw err;
       const holder = await this.lockHolder(table.oid).catch(() => null);
@@ -187,7 +237,10 @@ export class SourceRun {
 
   /** A new connection outside the run's snapshot: it sees the source as it is now. */
   async freshClient(): Promise<pg.Client> {
-    return connect(this.url, "source");
+    this.opts.signal?.throwIfAborted();
+    const client = await connect(this.url, "source");
+    cancelOnAbort(client, this.opts.signal);
+    return client;
   }
 
   /**
@@ -208,7 +261,6 @@ export class SourceRun {
 
   async close(): Promise<void> {
     await Promise.all([...this.readers].map((r) => this.closeReader(r)));
-    await this.coordinator.query("COMMIT").catch(() => undefined);
-    await this.coordinator.end().catch(() => undefined);
+    await this.releaseSnapshot();
   }
 }

@@ -1,13 +1,17 @@
 import type pg from "pg";
+import { cancelOnAbort } from "../db/cancel.js";
 import { connect } from "../db/connect.js";
 import { displayName, quoteIdent, quoteQualified, type QualifiedName } from "../db/quote.js";
 import { withSettings, withTransaction } from "../db/tx.js";
 import { freeRelationName } from "../target/ddl.js";
+import { dropLoadPlan } from "../target/load-plan.js";
+import { assertTargetLockHeld } from "../target/lock.js";
 import { deleteMissingSql, markMissingSql, type MergeSpec } from "../target/merge.js";
 import { mergeRows } from "../target/merge-rows.js";
 import { createSchemaIfMissing, lockSharedDdl } from "../target/project.js";
 import { writeState, type StateUpdate } from "../target/state.js";
 import { columnsOf, type TableContext } from "./context.js";
+import { indexNames } from "./load.js";
 import type { Plan } from "./plan.js";
 import type { Staged } from "./stage.js";
 
@@ -25,6 +29,8 @@ export interface Applied {
   counts: Counts;
   /** The cursor's new high mark, when the plan has a cursor. */
   cursorValue: string | null;
+  /** The watermark committed. */
+  watermark: bigint | null;
 }
 
 export interface ApplyOptions {
@@ -49,17 +55,21 @@ export async function applyStaged(
   const started = Date.now();
   const counts: Counts = { rowsCopied: staged.rows, inserted: 0, updated: 0, deleted: 0 };
   let cursorValue: string | null = null;
+  const watermark = staged.watermark !== undefined ? staged.watermark : draft.watermark;
   // The rows this run read, for the cursor's high mark: a first load has moved into place by then.
   const rowsRead = plan.into === "new-table" ? ctx.targetName : staged.table;
   const commitState = async () => {
     cursorValue = await newCursorValue(ctx.target, plan, rowsRead);
-    await writeState(ctx.target, ctx.targetName, { ...draft, ...counts, cursorValue });
+    await writeState(ctx.target, ctx.targetName, { ...draft, ...counts, watermark, cursorValue });
+    await assertTargetLockHeld(ctx.target, ctx.targetName, ctx.lockPid);
   };
+  ctx.signal?.throwIfAborted();
   switch (plan.into) {
     case "new-table":
-      counts.inserted = staged.rows;
+      counts.inserted = staged.inserted ?? staged.rows;
       await withTransaction(ctx.target, async () => {
         await publishLoadedTable(ctx, staged.table);
+        await dropLoadPlan(ctx.target, ctx.targetName);
         await commitState();
       });
       break;
@@ -72,7 +82,7 @@ export async function applyStaged(
       break;
   }
   ctx.log({ ms: Date.now() - started }, "applied");
-  return { counts, cursorValue };
+  return { counts, cursorValue, watermark };
 }
 
 /**
@@ -88,13 +98,14 @@ async function publishLoadedTable(ctx: TableContext, load: QualifiedName): Promi
   await c.query(
     `ALTER TABLE ${quoteIdent(schema)}.${quoteIdent(load.name)} RENAME TO ${quoteIdent(name)}`,
   );
+  const [keyIndex, xminIndex] = indexNames(load);
   const pkey = await freeRelationName(c, schema, name, "_pkey");
   await c.query(
-    `ALTER TABLE ${quoteQualified(ctx.targetName)} ADD CONSTRAINT ${quoteIdent(pkey)} PRIMARY KEY USING INDEX ${quoteIdent(`${load.name}_key`)}`,
+    `ALTER TABLE ${quoteQualified(ctx.targetName)} ADD CONSTRAINT ${quoteIdent(pkey)} PRIMARY KEY USING INDEX ${quoteIdent(keyIndex)}`,
   );
   const xminName = await freeRelationName(c, schema, name, "_source_xmin_idx");
   await c.query(
-    `ALTER INDEX ${quoteIdent(schema)}.${quoteIdent(`${load.name}_xmin`)} RENAME TO ${quoteIdent(xminName)}`,
+    `ALTER INDEX ${quoteIdent(schema)}.${quoteIdent(xminIndex)} RENAME TO ${quoteIdent(xminName)}`,
   );
 }
 
@@ -145,6 +156,7 @@ async function mergeStaged(
   const mergeSlice = async (client: pg.Client, slice: [string, string] | null) => {
     const s: MergeSpec = slice ? { ...spec, slice } : spec;
     await withSettings(client, planner, async () => {
+      ctx.signal?.throwIfAborted();
       const merged = await mergeRows(client, ctx.targetServer, s);
       counts.inserted += merged.inserted;
       counts.updated += merged.updated;
@@ -155,7 +167,7 @@ async function mergeStaged(
   const last = slices[slices.length - 1]!;
   ctx.progress("merge", { done, total: slices.length });
   await withTransaction(c, async () => {
-    // A failed slice stops the queued ones from starting.
+    // A failed slice stops the queued ones from starting; so does the run's signal.
     const stop = new AbortController();
     const failFast = <T>(p: Promise<T>) =>
       p.catch((err: unknown) => {
@@ -166,9 +178,17 @@ async function mergeStaged(
       others.map((slice) =>
         ctx.pool(async () => {
           stop.signal.throwIfAborted();
+          ctx.signal?.throwIfAborted();
           const other = await connect(ctx.targetUrl, "target");
+          cancelOnAbort(other, ctx.signal);
           try {
-            await withTransaction(other, () => mergeSlice(other, slice));
+            // Each slice commits only while the run still holds the table's
+            // lock: a run that lost it (its connection ended) must not write
+            // older rows over those of a run that has started since.
+            await withTransaction(other, async () => {
+              await mergeSlice(other, slice);
+              await assertTargetLockHeld(other, ctx.targetName, ctx.lockPid);
+            });
           } finally {
             await other.end().catch(() => undefined);
           }
@@ -187,6 +207,7 @@ async function mergeStaged(
     const against = plan.deletes === "against-staged" ? staged.table : staged.keys;
     if (against) {
       ctx.progress("deletes", {});
+      ctx.signal?.throwIfAborted();
       const t = Date.now();
       const sql = plan.softDeletes ? markMissingSql : deleteMissingSql;
       counts.deleted = (await c.query(sql(ctx.targetName, against, ctx.key))).rowCount ?? 0;

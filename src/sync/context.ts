@@ -9,8 +9,10 @@ import type { ProgressPhase } from "./types.js";
 
 /** What the steps of one table's run share, fixed once the table is resolved. */
 export interface TableContext extends CopyContext {
-  /** The target connection that holds the table's lock; the run's final transaction is on it. */
+  /** The table's target connection; the run's final transaction is on it. */
   target: pg.Client;
+  /** The backend holding the table's lock: transactions that commit data check it still does. */
+  lockPid: number;
   targetServer: ServerInfo;
   tuning: Tuning;
   table: SourceTable;

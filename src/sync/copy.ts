@@ -3,6 +3,7 @@ import { pipeline } from "node:stream/promises";
 import type pg from "pg";
 import type { LimitFunction } from "p-limit";
 import { from as copyFrom, to as copyTo } from "pg-copy-streams";
+import { cancelOnAbort } from "../db/cancel.js";
 import { connect } from "../db/connect.js";
 import type { QualifiedName } from "../db/quote.js";
 import { bindRead, copyOutSql, type ReadPart, type RowFilter } from "../source/read.js";
@@ -46,6 +47,16 @@ export interface CopyContext {
   signal?: AbortSignal | undefined;
 }
 
+export interface CopyPartsOptions {
+  /** The parts to read (default: the table's). */
+  parts?: ReadPart[];
+  /**
+   * Runs in the transaction of part `i`'s COPY, after its rows: what is
+   * written there commits with them, or not at all.
+   */
+  record?: (writer: pg.Client, i: number, rows: number) => Promise<void>;
+}
+
 /**
  * Copies every part of a read into `into`, in parallel on the worker pool,
  * each part by its own reader (in the run's snapshot) and its own target
@@ -56,6 +67,7 @@ export async function copyParts(
   into: QualifiedName,
   read: { columns: string[]; xmin: "full" | "null" | "none"; filter: RowFilter },
   onBytes: (bytes: number) => void,
+  opts: CopyPartsOptions = {},
 ): Promise<number> {
   // One failed part stops the others: queued parts do not start, running
   // ones are cancelled, and we return only once all have ended, so none
@@ -68,7 +80,7 @@ export async function copyParts(
     withXmin: read.xmin !== "none",
   });
   const settled = await Promise.allSettled(
-    ctx.parts.map((part) =>
+    (opts.parts ?? ctx.parts).map((part, i) =>
       ctx.pool(async () => {
         signal.throwIfAborted();
         const reader = await ctx.source.openReader();
@@ -76,10 +88,22 @@ export async function copyParts(
         let failed = false;
         try {
           writer = await connect(ctx.targetUrl, "target");
+          cancelOnAbort(writer, ctx.signal);
           const spec = { part, filter: read.filter, columns: read.columns, xmin: read.xmin };
           await bindRead(reader, ctx.source.snapshot, spec);
           const readSql = copyOutSql({ ...spec, format: ctx.format });
-          return await streamCopy(reader, readSql, writer, writeSql, onBytes, signal);
+          if (!opts.record) {
+            signal.throwIfAborted();
+            return await streamCopy(reader, readSql, writer, writeSql, onBytes, signal);
+          }
+          // Not withTransaction: after a failed COPY the connection is cut
+          // (below), which rolls back without waiting on the protocol.
+          await writer.query("BEGIN");
+          signal.throwIfAborted();
+          const rows = await streamCopy(reader, readSql, writer, writeSql, onBytes, signal);
+          await opts.record(writer, i, rows);
+          await writer.query("COMMIT");
+          return rows;
         } catch (err) {
           failed = true;
           if (!stop.signal.aborted) stop.abort(err);

@@ -1,60 +1,121 @@
+import type pg from "pg";
+import pLimit, { type LimitFunction } from "p-limit";
+import { cancelOnAbort } from "../db/cancel.js";
 import { preflight } from "../check/run.js";
 import { connect, describeError } from "../db/connect.js";
-import { displayName } from "../db/quote.js";
+import { displayName, type QualifiedName } from "../db/quote.js";
 import { isRetryable, SQLSTATE, sqlState } from "../db/errors.js";
 import { InputError } from "../input-error.js";
-import { silentLogger } from "../log.js";
+import { silentLogger, type Logger } from "../log.js";
 import { SourceRun, StorageChangedError } from "../source/run.js";
-import pLimit, { type LimitFunction } from "p-limit";
-import type pg from "pg";
 import { SchemaChangedError } from "./evolve.js";
+import { LockLostError } from "../target/lock.js";
+import { backendPid, lockOnHolder, lockOnOwnConnection, type TableLock } from "./locks.js";
 import { StaleSnapshotError } from "./stale.js";
 import { syncTable } from "./table.js";
 import { capWorkers, resolveTuning, type Tuning } from "./tuning.js";
-import type { SyncOptions, TableResult, TableSpec } from "./types.js";
+import type { ProgressPhase, SyncOptions, TableResult, TableSpec } from "./types.js";
 
 const RETRY_ATTEMPTS = 3;
+
+/** What every table of one run shares. */
+interface RunShared {
+  opts: SyncOptions;
+  logger: Logger;
+  pool: LimitFunction;
+  tuning: Tuning;
+  /** The run's snapshot, for the tables whose lock was free at the start. */
+  shared: SourceRun | undefined;
+}
 
 /**
  * Syncs every table of the request from one source snapshot. A table that
  * fails does not stop the others; its result says why. A retryable failure
  * (a standby's recovery conflict, a dropped connection) is retried on a fresh
  * snapshot of its own.
+ *
+ * The target tables are locked before the snapshot is taken, so that a run
+ * never holds the source's vacuum horizon while it waits for another run:
+ * tables whose lock is free are locked at once; with `waitForLock`, a table
+ * another run holds waits for it on its own, and then reads on a fresh
+ * snapshot of its own.
  */
-export async function sync(opts: SyncOptions): Promise<TableResult[]> {
-  const logger = opts.logger ?? silentLogger;
-  checkDistinctTargets(opts.tables);
-  // Everything the run needs, checked on both servers before anything is written.
-  const checked = await preflight({ ...opts, logger });
+export async function sync(asked: SyncOptions): Promise<TableResult[]> {
+  const logger = asked.logger ?? silentLogger;
+  const signal = asked.signal;
+  checkDistinctTargets(asked.tables);
+  signal?.throwIfAborted();
+  // Everything the run needs, checked on both servers before anything is
+  // written: a table refused there has its result, the others run.
+  const checked = await preflight({ ...asked, logger });
+  const opts = { ...asked, tables: checked.runnable };
+  if (opts.tables.length === 0) return checked.results([]);
 
   // Fail early, with nothing written, when the target is unreachable. The
   // project schema is created per table once its source checks pass, so a
   // run that fails on the source side leaves the target as it was.
   const tuning = resolveTuning(opts.tuning);
-  const target = await connect(opts.target, "target");
+  const holder = await connect(opts.target, "target");
+  cancelOnAbort(holder, signal);
+  let shared: SourceRun | undefined;
   try {
-    tuning.workers = capWorkers(tuning.workers, await freeConnections(target));
-  } finally {
-    await target.end().catch(() => undefined);
-  }
+    tuning.workers = capWorkers(tuning.workers, await freeConnections(holder));
+    const holderPid = await backendPid(holder);
 
-  const run = await SourceRun.open(opts.source);
-  try {
-    tuning.workers = capWorkers(tuning.workers, await freeConnections(run.coordinatorClient));
-    logger.info({ snapshot: run.snapshot.text, ...tuning }, "source snapshot taken");
+    // 1. Lock the target tables, one connection for all, in name order (two
+    // runs of many tables then cannot deadlock).
+    const locks = new Map<TableSpec, TableLock | "wait" | Error>();
+    for (const spec of [...opts.tables].sort(byTarget)) {
+      const lock = await lockOnHolder(holder, holderPid, targetOf(spec), opts.waitForLock ?? false)
+        .then((l) => l ?? ("wait" as const))
+        .catch((err: Error) => err);
+      locks.set(spec, lock);
+    }
+
+    // 2. Then the snapshot, for the tables that hold their lock.
+    const ready = [...locks.values()].filter((l) => typeof l === "object" && !(l instanceof Error));
+    if (ready.length > 0) {
+      shared = await SourceRun.open(opts.source, {
+        signal,
+        tables: ready.length,
+        onRelease: (heldMs) => logger.info({ heldMs }, "source snapshot released"),
+      });
+      tuning.workers = capWorkers(tuning.workers, await freeConnections(shared.coordinatorClient));
+      logger.info({ snapshot: shared.snapshot.text, ...tuning }, "source snapshot taken");
+    }
+
     // Workers are shared: a table's parallel reads and index builds take
     // slots from one pool, and as many tables run at once as there are
     // workers, so a run of many small tables and one big one keeps every
-    // worker busy.
-    const pool = pLimit(tuning.workers);
+    // worker busy. A table waiting for another run's lock takes no slot.
+    const run: RunShared = { opts, logger, pool: pLimit(tuning.workers), tuning, shared };
     const tables = pLimit(tuning.workers);
-    return await Promise.all(
-      opts.tables.map(
-        (spec, i) => checked.refused(i) ?? tables(() => syncOne(run, opts, spec, pool, tuning)),
-      ),
+    const results = await Promise.all(
+      opts.tables.map(async (spec) => {
+        const started = Date.now();
+        let lock = locks.get(spec)!;
+        const waited = lock === "wait";
+        if (lock === "wait") {
+          try {
+            lock = await lockOnOwnConnection(opts.target, targetOf(spec), {
+              wait: true,
+              timeoutMs: opts.waitTimeoutMs,
+              signal,
+              logger,
+            });
+          } catch (err) {
+            return failed(run, spec, err, started, "waiting for another run");
+          }
+        }
+        if (lock instanceof Error) return failed(run, spec, lock, started, "locking");
+        const held = lock;
+        return tables(() => syncOne(run, spec, held, started, !waited));
+      }),
     );
+    return checked.results(results);
   } finally {
-    await run.close();
+    await shared?.close();
+    await holder.end().catch(() => undefined);
   }
 }
 
@@ -68,52 +129,75 @@ async function freeConnections(client: pg.Client): Promise<number> {
 }
 
 async function syncOne(
-  shared: SourceRun,
-  opts: SyncOptions,
+  run: RunShared,
   spec: TableSpec,
-  pool: LimitFunction,
-  tuning: Tuning,
+  initialLock: TableLock,
+  started: number,
+  onShared: boolean,
 ): Promise<TableResult> {
-  const logger = opts.logger ?? silentLogger;
-  const started = Date.now();
-  const base = {
-    table: displayName(spec.source),
-    target: displayName(spec.target ?? spec.source),
+  const { opts, logger } = run;
+  const base = { table: displayName(spec.source), target: displayName(targetOf(spec)) };
+  let lock = initialLock;
+  let own: SourceRun | undefined;
+  let phase: Phase = "preparing";
+  // The shared snapshot is released once every table that reads in it is done with it.
+  let sharedDone = !onShared;
+  const leaveShared = () => {
+    if (sharedDone) return;
+    sharedDone = true;
+    run.shared?.tableDone();
   };
-  let retryRun: SourceRun | undefined;
-  let freshSnapshot = false;
   try {
     for (let attempt = 1; ; attempt++) {
       try {
-        // Opened inside the try: a source that cannot be reached again fails
-        // this table (or is retried), not the whole run.
-        if (freshSnapshot) {
-          await retryRun?.close();
-          retryRun = undefined;
-          retryRun = await SourceRun.open(opts.source);
+        opts.signal?.throwIfAborted();
+        let source: SourceRun;
+        if (onShared && attempt === 1) {
+          source = run.shared!;
+        } else {
+          // A fresh snapshot, taken once the table's lock is held again.
+          leaveShared();
+          await own?.close();
+          own = undefined;
+          if (!(await lock.alive())) {
+            await lock.release();
+            lock = await lockOnOwnConnection(opts.target, targetOf(spec), {
+              wait: opts.waitForLock ?? false,
+              timeoutMs: opts.waitTimeoutMs,
+              signal: opts.signal,
+              logger,
+            });
+          }
+          own = await SourceRun.open(opts.source, { signal: opts.signal, tables: 1 });
+          source = own;
         }
-        const r = await syncTable(retryRun ?? shared, opts.target, spec, {
+        const r = await syncTable(source, opts.target, spec, {
           full: opts.full ?? false,
-          waitForLock: opts.waitForLock ?? false,
-          waitTimeoutMs: opts.waitTimeoutMs,
           sourceLockTimeoutMs: opts.sourceLockTimeoutMs ?? 60_000,
           allowMassDelete: opts.allowMassDelete ?? false,
           massDeleteShare: opts.massDeleteShare ?? 0.5,
+          lockPid: lock.pid,
           logger,
-          pool,
-          tuning,
-          onProgress: opts.onProgress,
+          pool: run.pool,
+          tuning: run.tuning,
+          onProgress: (e) => {
+            phase = e.phase;
+            opts.onProgress?.(e);
+          },
+          onReadDone: () => (source === own ? own.tableDone() : leaveShared()),
           signal: opts.signal,
         });
         return { ...r, durationMs: Date.now() - started, status: "ok" };
       } catch (err) {
+        if (opts.signal?.aborted) return failed(run, spec, err, started, phase);
         // A stale snapshot (another run committed this table from a newer
         // one, its storage was replaced after ours, or a column our snapshot
         // saw was dropped or renamed before our reads began) is not
-        // transient: retry at once on a fresh snapshot.
+        // transient: retry at once on a fresh snapshot. So is a lost lock.
         const stale =
           err instanceof StaleSnapshotError ||
           err instanceof StorageChangedError ||
+          err instanceof LockLostError ||
           sqlState(err) === SQLSTATE.undefinedColumn;
         if (attempt < RETRY_ATTEMPTS && (stale || isRetryable(err))) {
           logger.warn(
@@ -123,37 +207,79 @@ async function syncOne(
           if (!stale) {
             await new Promise((r) => setTimeout(r, 250 * 2 ** attempt * (0.5 + Math.random())));
           }
-          freshSnapshot = true;
           continue;
         }
-        logger.error({ table: base.table, err: describeError(err) }, "table failed");
-        logger.debug({ table: base.table, err }, "table failure details");
-        return {
-          ...base,
-          mode: spec.mode ?? "auto",
-          rowsCopied: 0,
-          inserted: 0,
-          updated: 0,
-          deleted: 0,
-          watermark: null,
-          previousWatermark: null,
-          durationMs: Date.now() - started,
-          status: "error",
-          error: describeError(err),
-          ...(err instanceof InputError ? { badInput: true } : {}),
-          ...(err instanceof SchemaChangedError ? { schemaChanges: err.changes } : {}),
-        };
+        return failed(run, spec, err, started, phase);
       }
     }
   } finally {
-    await retryRun?.close();
+    leaveShared();
+    await own?.close();
+    await lock.release();
   }
+}
+
+/** Where a table's run was, for the line an interrupted run prints. */
+type Phase = ProgressPhase | "preparing" | "locking" | "waiting for another run";
+
+const PHASE_TEXT: Record<Phase, string> = {
+  preparing: "preparing",
+  locking: "locking",
+  "waiting for another run": "waiting for another run",
+  copy: "copying rows",
+  keys: "copying the source's keys",
+  index: "building indexes",
+  merge: "merging",
+  deletes: "reconciling deletes",
+};
+
+function failed(
+  run: RunShared,
+  spec: TableSpec,
+  err: unknown,
+  started: number,
+  phase: Phase,
+): TableResult {
+  const table = displayName(spec.source);
+  const interrupted = run.opts.signal?.aborted === true;
+  if (interrupted) {
+    // The caller reports the interruption in one line; per-table detail is for --debug.
+    run.logger.debug({ table, err: describeError(err) }, "table interrupted");
+  } else {
+    run.logger.error({ table, err: describeError(err) }, "table failed");
+    run.logger.debug({ table, err }, "table failure details");
+  }
+  return {
+    table,
+    target: displayName(targetOf(spec)),
+    mode: spec.mode ?? "auto",
+    rowsCopied: 0,
+    inserted: 0,
+    updated: 0,
+    deleted: 0,
+    watermark: null,
+    previousWatermark: null,
+    durationMs: Date.now() - started,
+    status: "error",
+    error: interrupted ? `interrupted while ${PHASE_TEXT[phase]}` : describeError(err),
+    ...(interrupted ? { interrupted: PHASE_TEXT[phase] } : {}),
+    ...(err instanceof InputError && !interrupted ? { badInput: true } : {}),
+    ...(err instanceof SchemaChangedError ? { schemaChanges: err.changes } : {}),
+  };
+}
+
+const targetOf = (spec: TableSpec): QualifiedName => spec.target ?? spec.source;
+
+function byTarget(a: TableSpec, b: TableSpec): number {
+  const x = displayName(targetOf(a));
+  const y = displayName(targetOf(b));
+  return x < y ? -1 : x > y ? 1 : 0;
 }
 
 function checkDistinctTargets(tables: TableSpec[]): void {
   const seen = new Set<string>();
   for (const t of tables) {
-    const name = displayName(t.target ?? t.source);
+    const name = displayName(targetOf(t));
     if (seen.has(name)) throw new InputError(`target table ${name} is named twice in one run`);
     seen.add(name);
   }

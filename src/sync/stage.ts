@@ -1,17 +1,13 @@
-import { connect } from "../db/connect.js";
-import { SQLSTATE, sqlState } from "../db/errors.js";
 import { keyNames } from "../db/key.js";
-import { quoteIdent, quoteQualified, type QualifiedName } from "../db/quote.js";
-import { createTableSql, sourceXminIndexSql } from "../target/ddl.js";
+import { quoteQualified, type QualifiedName } from "../db/quote.js";
 import { createKeysSql, createStageSql } from "../target/merge.js";
 import { workTable } from "../target/work.js";
 import { copyParts } from "./copy.js";
 import { columnsOf, type TableContext } from "./context.js";
-import { refuseBadLoadedKeys, refuseBadStagedKeys } from "./key-check.js";
+import { refuseBadStagedKeys } from "./key-check.js";
+import { loadNewTable } from "./load.js";
 import type { Plan } from "./plan.js";
-
-/** A first load's key index or NOT NULL failed: the key is not unique, or has NULLs. */
-const KEY_VIOLATIONS = new Set<string>([SQLSTATE.uniqueViolation, SQLSTATE.notNullViolation]);
+import type { ResumeReport } from "./types.js";
 
 /** Where a run's rows landed, for the apply step. */
 export interface Staged {
@@ -21,6 +17,11 @@ export interface Staged {
   table: QualifiedName;
   /** The source's key set, when deletes are reconciled against it. */
   keys?: QualifiedName;
+  /** Rows a first load publishes (when not all it read: a resumed load). */
+  inserted?: number;
+  /** The watermark to commit, when not the plan's (a resumed load: its oldest part's). */
+  watermark?: bigint | null;
+  resumed?: ResumeReport;
 }
 
 /**
@@ -37,21 +38,9 @@ export async function stageRows(ctx: TableContext, plan: Plan): Promise<Staged> 
   const read = { columns: columnsOf(ctx), xmin, filter: plan.filter } as const;
   let staged: Staged;
   switch (plan.into) {
-    case "new-table": {
-      const load = workTable("load", ctx.targetName);
-      await ctx.target.query(
-        createTableSql(load, ctx.table.columns, { softDeletes: plan.softDeletes }),
-      );
-      const rows = await copyParts(ctx, load, read, onBytes);
-      ctx.log({ rows, ms: Date.now() - started }, "copied");
-      await buildIndexes(ctx, load).catch((err: unknown) =>
-        KEY_VIOLATIONS.has(sqlState(err) ?? "")
-          ? refuseBadLoadedKeys(ctx, load, err)
-          : Promise.reject(err),
-      );
-      staged = { rows, table: load };
+    case "new-table":
+      staged = await loadNewTable(ctx, plan);
       break;
-    }
     case "empty-table": {
       const rows = await copyParts(ctx, ctx.targetName, read, onBytes);
       staged = { rows, table: ctx.targetName };
@@ -86,50 +75,8 @@ async function stageKeys(ctx: TableContext): Promise<QualifiedName> {
     (n) => ctx.progress("keys", { bytes: (bytes += n) }),
   );
   // Statistics, so the anti-join against millions of keys is planned as a hash join.
+  ctx.signal?.throwIfAborted();
   await ctx.target.query(`ANALYZE ${quoteQualified(keys)}`);
   ctx.log({ rows, ms: Date.now() - started }, "source keys copied");
   return keys;
-}
-
-/**
- * Builds a first load's indexes one after another, on one worker slot.
- * Measured on a freshly loaded table: the first scan sets every tuple's hint
- * bits and rewrites every page, and two builds at once (or parallel
- * maintenance workers) fight over that and over the cores the servers
- * share; one after another, without parallel workers, was a third faster
- * (docs/performance.md).
- */
-async function buildIndexes(ctx: TableContext, load: QualifiedName): Promise<void> {
-  const started = Date.now();
-  const loadQ = quoteQualified(load);
-  // The primary key needs its columns NOT NULL; set here, a NULL key fails
-  // in this step with the duplicates, not when the table is published.
-  const nullable = ctx.key.filter(
-    (k) => !ctx.table.columns.find((c) => c.name === k.name)!.notNull,
-  );
-  const statements = [
-    ...nullable.map((k) => `ALTER TABLE ${loadQ} ALTER COLUMN ${quoteIdent(k.name)} SET NOT NULL`),
-    `CREATE UNIQUE INDEX ${quoteIdent(`${load.name}_key`)} ON ${loadQ} (${keyNames(ctx.key).map(quoteIdent).join(", ")})`,
-    sourceXminIndexSql(load, `${load.name}_xmin`),
-    // Statistics now, for the users' first queries and the next run's merge plans.
-    `ANALYZE ${loadQ}`,
-  ];
-  await ctx.pool(async () => {
-    const c = await connect(ctx.targetUrl, "target");
-    try {
-      await c.query(
-        `SELECT set_config('maintenance_work_mem',
-                  CASE WHEN pg_size_bytes(current_setting('maintenance_work_mem')) < 268435456
-                       THEN '256MB' ELSE current_setting('maintenance_work_mem') END, false),
-                set_config('max_parallel_maintenance_workers', '0', false)`,
-      );
-      for (const [i, sql] of statements.entries()) {
-        ctx.progress("index", { done: i, total: statements.length });
-        await c.query(sql);
-      }
-    } finally {
-      await c.end().catch(() => undefined);
-    }
-  });
-  ctx.log({ ms: Date.now() - started }, "indexes built");
 }

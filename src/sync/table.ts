@@ -1,5 +1,6 @@
 import type pg from "pg";
 import type { LimitFunction } from "p-limit";
+import { cancelOnAbort } from "../db/cancel.js";
 import { connect } from "../db/connect.js";
 import { keyNames } from "../db/key.js";
 import {
@@ -21,11 +22,10 @@ import {
   SOURCE_DELETED_AT,
   type TargetTable,
 } from "../target/ddl.js";
-import { lockTargetTable } from "../target/lock.js";
 import { ensureProjectSchema } from "../target/project.js";
 import { readState, type TableState } from "../target/state.js";
 import { storedTypes } from "../target/types.js";
-import { dropWorkTables } from "../target/work.js";
+import { dropWorkTables, type WorkKind } from "../target/work.js";
 import { applyStaged, type Applied, type ApplyOptions, type StateDraft } from "./apply.js";
 import type { TableContext } from "./context.js";
 import {
@@ -35,17 +35,20 @@ import {
   storedColumns,
   type Evolution,
 } from "./evolve.js";
+import { dropLoad } from "./load.js";
 import { planTable, type Plan } from "./plan.js";
-import { stageRows } from "./stage.js";
+import { stageRows, type Staged } from "./stage.js";
 import { checkSnapshotNotStale } from "./stale.js";
 import type { Tuning } from "./tuning.js";
 import type { ProgressEvent, TableResult, TableSpec } from "./types.js";
 
 export interface TableRunOptions extends ApplyOptions {
   full: boolean;
-  waitForLock: boolean;
-  waitTimeoutMs?: number | undefined;
   sourceLockTimeoutMs: number;
+  /** The backend holding the target table's lock (taken by the caller, before the snapshot). */
+  lockPid: number;
+  /** Called once the table has read all it reads from the source: the snapshot may go. */
+  onReadDone: () => void;
   logger: Logger;
   pool: LimitFunction;
   tuning: Tuning;
@@ -55,10 +58,14 @@ export interface TableRunOptions extends ApplyOptions {
 
 export type TableOutcome = Omit<TableResult, "durationMs" | "status" | "error">;
 
+/** Work tables of a run, but for a first load's, which an interrupted load resumes from. */
+const RUN_WORK_TABLES: WorkKind[] = ["stage", "keys", "repair"];
+
 /**
  * One run of one table, top to bottom: resolve the source table and its
- * key, lock, read the stored state, plan, prepare the target, stage the
- * rows, apply them and commit the new state with the last of the data.
+ * key, read the stored state, plan, prepare the target, stage the rows,
+ * apply them and commit the new state with the last of the data. The
+ * caller holds the target table's lock, taken before the run's snapshot.
  */
 export async function syncTable(
   run: SourceRun,
@@ -69,7 +76,9 @@ export async function syncTable(
   const targetName = spec.target ?? spec.source;
   const tableName = displayName(spec.source);
   const log = opts.logger.child({ table: tableName });
+  opts.signal?.throwIfAborted();
   const target = await connect(targetUrl, "target");
+  cancelOnAbort(target, opts.signal);
   // The table's own connection in the run's snapshot: it reads the catalog
   // and holds the table's source lock until the rows are staged. (Not the
   // run's coordinator: a failed statement there, such as a standby's
@@ -89,14 +98,9 @@ export async function syncTable(
     }
     await run.lockTable(source, table, opts.sourceLockTimeoutMs);
 
-    // 2. Lock the target table: one run per table at a time.
+    // 2. The target table is locked (one run per table at a time); its project schema.
     const targetServer = await readServerInfo(target);
     await ensureProjectSchema(target);
-    await lockTargetTable(target, targetName, {
-      wait: opts.waitForLock,
-      timeoutMs: opts.waitTimeoutMs,
-      log: (fields, msg) => log.info(fields, msg),
-    });
 
     // 3. Read what the last run stored, and what the target holds.
     const state = await readState(target, targetName);
@@ -167,6 +171,7 @@ export async function syncTable(
       format: table.columns.every((c) => c.binarySafe) ? "binary" : "text",
       signal: opts.signal,
       target,
+      lockPid: opts.lockPid,
       targetServer,
       tuning: opts.tuning,
       table,
@@ -187,10 +192,15 @@ export async function syncTable(
     log.info({ parts: parts.length, format: ctx.format, workers: opts.tuning.workers }, "copying");
 
     try {
-      // 6. Stage the rows the plan reads; then the source is no longer needed.
+      // 6. Stage the rows the plan reads; then the source is no longer needed,
+      // and neither is the snapshot, once every table of the run is done with it.
       const staged = await stageRows(ctx, plan);
+      // Only a report: a lost connection must not fail the table now.
+      const held = await run.oldestRunning(source).catch(() => null);
       await run.closeReader(source);
       source = undefined;
+      const snapshotHeldMs = Date.now() - run.takenAt;
+      opts.onReadDone();
       // 7. Apply them and commit the state with the last of the data.
       const applied = await applyStaged(
         ctx,
@@ -199,13 +209,15 @@ export async function syncTable(
         stateDraft(run, spec, table, plan),
         opts,
       );
-      log.info({ ...applied.counts, watermark: plan.watermark?.toString() }, "committed");
+      log.info({ ...applied.counts, watermark: applied.watermark?.toString() }, "committed");
       return {
-        ...(await outcome(run, spec, targetName, plan, applied, state)),
+        ...outcome(spec, targetName, plan, staged, applied, state),
+        ...(held ? { heldBackBy: held } : {}),
+        snapshotHeldMs,
         ...(schemaChanges.length > 0 ? { schemaChanges } : {}),
       };
     } finally {
-      await dropWorkTables(target, targetName).catch(() => undefined);
+      await dropWorkTables(target, targetName, RUN_WORK_TABLES).catch(() => undefined);
     }
   } finally {
     if (source) await run.closeReader(source);
@@ -228,7 +240,9 @@ async function prepareTarget(
   evolution: Evolution,
 ): Promise<string[]> {
   const changes = await evolveTarget(target, targetName, table, evolution);
-  await dropWorkTables(target, targetName);
+  await dropWorkTables(target, targetName, RUN_WORK_TABLES);
+  // A first load's table is kept for the next first load to resume; any other plan drops it.
+  if (plan.into !== "new-table") await dropLoad({ target, targetName });
   if (!existing) return changes;
   if (evolution.plan && evolution.plan.steps.length > 0)
     existing = (await readTargetTable(target, targetName))!;
@@ -262,16 +276,14 @@ function stateDraft(run: SourceRun, spec: TableSpec, table: SourceTable, plan: P
   };
 }
 
-async function outcome(
-  run: SourceRun,
+function outcome(
   spec: TableSpec,
   targetName: QualifiedName,
   plan: Plan,
+  staged: Staged,
   applied: Applied,
   state: TableState | null,
-): Promise<TableOutcome> {
-  // Only a report: the data is committed, so a lost coordinator must not fail the table now.
-  const held = await run.oldestRunning().catch(() => null);
+): TableOutcome {
   // In timestamp mode (and for sources without xmin) the watermark is the cursor's high mark.
   const byCursor = plan.mode === "timestamp" || (plan.watermark === null && plan.cursor !== null);
   return {
@@ -281,11 +293,11 @@ async function outcome(
     ...(plan.reason ? { reason: plan.reason } : {}),
     ...(plan.notes.length > 0 ? { notes: plan.notes } : {}),
     ...applied.counts,
-    watermark: byCursor ? applied.cursorValue : (plan.watermark?.toString() ?? null),
+    watermark: byCursor ? applied.cursorValue : (applied.watermark?.toString() ?? null),
     previousWatermark: byCursor
       ? (state?.cursorValue ?? null)
       : (state?.watermark?.toString() ?? null),
-    ...(held ? { heldBackBy: held } : {}),
+    ...(staged.resumed ? { resumed: staged.resumed } : {}),
   };
 }
 

@@ -59,14 +59,22 @@ export interface SyncOptions {
   tables: TableSpec[];
   /** Copy every row, whatever the stored watermark. */
   full?: boolean;
-  /** Wait for another run on the same table to finish instead of failing. */
+  /**
+   * Wait for another run on the same table to finish instead of failing.
+   * No source snapshot is held while waiting; the table then reads on a
+   * fresh snapshot of its own.
+   */
   waitForLock?: boolean;
-  /** With waitForLock: give up after this many milliseconds (default: no limit). */
+  /** With waitForLock: give up waiting after this long (default: wait as long as it takes). */
   waitTimeoutMs?: number;
   /** Parallel COPY streams and batch sizes; see resolveTuning for defaults. */
   tuning?: Partial<Tuning>;
   onProgress?: (e: ProgressEvent) => void;
   logger?: Logger;
+  /**
+   * Stops the run: statements running on either server are cancelled,
+   * transactions rolled back, locks released; tables report `interrupted`.
+   */
   signal?: AbortSignal;
   /**
    * Commit a run that deletes (or marks) more than massDeleteShare of a
@@ -110,9 +118,31 @@ export interface TableResult {
     ageSeconds: number | null;
     query: string | null;
   };
+  /**
+   * How long the source's vacuum horizon was held for this table: from the
+   * snapshot until the table had read its rows (merging comes after).
+   */
+  snapshotHeldMs?: number;
+  /** A first load that went on from the parts an interrupted one had committed. */
+  resumed?: ResumeReport;
   durationMs: number;
   status: "ok" | "error";
   error?: string;
+  /** The run was stopped (a signal) while the table was at this step; the next run resumes. */
+  interrupted?: string;
   /** The error was in what was asked (a missing table, a key that is not a column): found before anything was copied. */
   badInput?: boolean;
+}
+
+/** What resuming an interrupted first load saved, and what it cost. */
+export interface ResumeReport {
+  /** Parts an earlier run had committed, not read again. */
+  partsSkipped: number;
+  partsTotal: number;
+  /** Rows in those parts. */
+  rowsSkipped: number;
+  /** Rows read again because they changed since the oldest of those parts was read. */
+  rowsCaughtUp: number;
+  /** Rows removed because the source no longer has their key. */
+  rowsRemoved: number;
 }

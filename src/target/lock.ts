@@ -1,116 +1,117 @@
 import type pg from "pg";
 import { SQLSTATE, sqlState } from "../db/errors.js";
 import { displayName, quoteQualified, type QualifiedName } from "../db/quote.js";
+import { withSettings, withTransaction } from "../db/tx.js";
 import { LOCK_CLASS } from "./project.js";
-
-export interface LockOptions {
-  /** Wait for the run that holds the table instead of failing at once. */
-  wait: boolean;
-  /** With wait: give up after this many milliseconds (default: wait as long as it takes). */
-  timeoutMs?: number | undefined;
-  /** Told whom the run waits for when it starts waiting, and every minute after. */
-  log?: ((fields: Record<string, unknown>, msg: string) => void) | undefined;
-}
-
-/** A waiting run says whom it still waits for this often. */
-const REPORT_EVERY_MS = 60_000;
 
 /**
  * One run per target table at a time: a session advisory lock in the target,
- * held by the run's target connection and released when it ends or dies.
- * A run that waits queues for the lock (first come, first served) in spells
- * bounded by lock_timeout, so that between them it can say who holds the
- * table, and give up after the timeout.
+ * held by a connection of the run and released when it ends or dies. The
+ * lock's key is the table's quoted name, hashed into the advisory lock's
+ * object id under xmin-sync's lock class.
  */
+const KEY = "$1::int, hashtext($2) & 2147483647";
+const keyValues = (target: QualifiedName) => [LOCK_CLASS, quoteQualified(target)];
+
+/** The session holding a table's lock, for messages. */
+export interface LockHolder {
+  pid: number;
+  since: string | null;
+  applicationName: string | null;
+}
+
+export interface LockOptions {
+  /** Wait for another run to finish instead of failing at once. */
+  wait: boolean;
+  /** With wait: give up after this long (0 or undefined: wait as long as it takes). */
+  timeoutMs?: number | undefined;
+  /** With wait: called once, before waiting, with whoever holds the lock. */
+  onWait?: ((holder: LockHolder | null) => void) | undefined;
+}
+
+/** Takes the lock if it is free; false when another session holds it. */
+export async function tryLockTargetTable(client: pg.Client, target: QualifiedName) {
+  const { rows } = await client.query<{ ok: boolean }>(
+    `SELECT pg_try_advisory_lock(${KEY}) AS ok`,
+    keyValues(target),
+  );
+  return rows[0]!.ok;
+}
+
 export async function lockTargetTable(
   client: pg.Client,
   target: QualifiedName,
   opts: LockOptions,
 ): Promise<void> {
-  const key = quoteQualified(target);
-  const { rows } = await client.query<{ ok: boolean }>(
-    "SELECT pg_try_advisory_lock($1::int, hashtext($2) & 2147483647) AS ok",
-    [LOCK_CLASS, key],
-  );
-  if (rows[0]!.ok) return;
-  const name = displayName(target);
-  let holder = await lockHolder(client, key);
+  if (await tryLockTargetTable(client, target)) return;
+  const holder = await targetLockHolder(client, target);
+  const held = holder ? ` (target backend pid ${holder.pid})` : "";
   if (!opts.wait) {
     throw new Error(
-      `another xmin-sync run is syncing ${name}${describeHolder(holder)}; try again when it finishes, or pass --wait`,
+      `another xmin-sync run is syncing ${displayName(target)}${held}; try again when it finishes`,
     );
   }
-  const started = Date.now();
-  opts.log?.(
-    { holder, ...(opts.timeoutMs !== undefined ? { timeoutSeconds: opts.timeoutMs / 1000 } : {}) },
-    `waiting for the run syncing ${name}${describeHolder(holder)}`,
-  );
-  const previous = await client.query<{ t: string }>("SELECT current_setting('lock_timeout') AS t");
+  opts.onWait?.(holder);
+  const timeoutMs = opts.timeoutMs ?? 0;
   try {
-    for (;;) {
-      const left =
-        opts.timeoutMs === undefined ? Infinity : opts.timeoutMs - (Date.now() - started);
-      const spell = Math.max(1, Math.ceil(Math.min(left, REPORT_EVERY_MS)));
-      await client.query("SELECT set_config('lock_timeout', $1, false)", [`${spell}ms`]);
-      try {
-        await client.query("SELECT pg_advisory_lock($1::int, hashtext($2) & 2147483647)", [
-          LOCK_CLASS,
-          key,
-        ]);
-        opts.log?.({ waitedSeconds: Math.round((Date.now() - started) / 1000) }, "lock taken");
-        return;
-      } catch (err) {
-        if (sqlState(err) !== SQLSTATE.lockNotAvailable) throw err;
-      }
-      const waited = Math.round((Date.now() - started) / 1000);
-      holder = await lockHolder(client, key);
-      if (opts.timeoutMs !== undefined && Date.now() - started >= opts.timeoutMs) {
-        throw new Error(
-          `gave up after ${waited}s (--wait-timeout) waiting for the run syncing ${name}${describeHolder(holder)}`,
-        );
-      }
-      opts.log?.(
-        { holder, waitedSeconds: waited },
-        `still waiting for the run syncing ${name}${describeHolder(holder)}`,
-      );
-    }
-  } finally {
-    await client
-      .query("SELECT set_config('lock_timeout', $1, false)", [previous.rows[0]!.t])
-      .catch(() => undefined);
+    // A session lock taken inside a transaction outlives it; the timeout ends with it.
+    await withTransaction(client, () =>
+      withSettings(client, { lock_timeout: `${timeoutMs}ms` }, () =>
+        client.query(`SELECT pg_advisory_lock(${KEY})`, keyValues(target)),
+      ),
+    );
+  } catch (err) {
+    if (sqlState(err) !== SQLSTATE.lockNotAvailable) throw err;
+    throw new Error(
+      `gave up after ${formatSeconds(timeoutMs)} waiting for another xmin-sync run syncing ${displayName(target)}${held}`,
+      { cause: err },
+    );
   }
 }
 
-/** The session holding a table's lock, as far as our role may see it. */
-interface Holder {
-  pid: number;
-  application: string | null;
-  client: string | null;
-  user: string | null;
-  /** Seconds since its session started. */
-  seconds: number | null;
+export async function unlockTargetTable(client: pg.Client, target: QualifiedName): Promise<void> {
+  await client.query(`SELECT pg_advisory_unlock(${KEY})`, keyValues(target));
 }
 
-async function lockHolder(client: pg.Client, key: string): Promise<Holder | null> {
-  const { rows } = await client.query<Holder>(
-    `SELECT l.pid, a.application_name AS application, host(a.client_addr) AS client,
-            a.usename::text AS user, extract(epoch FROM now() - a.backend_start)::int AS seconds
+/** Who holds the table's lock now, if anyone. */
+export async function targetLockHolder(
+  client: pg.Client,
+  target: QualifiedName,
+): Promise<LockHolder | null> {
+  const { rows } = await client.query<LockHolder>(
+    `SELECT l.pid, a.backend_start::text AS since, a.application_name AS "applicationName"
        FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid
       WHERE l.locktype = 'advisory' AND l.granted AND l.classid = $1::int::oid
         AND l.objid = (hashtext($2) & 2147483647)::oid AND l.objsubid = 2`,
-    [LOCK_CLASS, key],
+    keyValues(target),
   );
   return rows[0] ?? null;
 }
 
-function describeHolder(h: Holder | null): string {
-  if (!h) return "";
-  const parts = [
-    `target backend pid ${h.pid}`,
-    h.application ? `application ${JSON.stringify(h.application)}` : null,
-    h.user ? `user ${h.user}` : null,
-    h.client ? `from ${h.client}` : null,
-    h.seconds !== null ? `connected ${h.seconds}s ago` : null,
-  ];
-  return ` (${parts.filter((p) => p !== null).join(", ")})`;
+/** The session holding a table's lock ended: another run may have the table now. Retried. */
+export class LockLostError extends Error {
+  override name = "LockLostError";
+}
+
+/**
+ * Fails unless the session `pid` still holds the table's lock: checked by
+ * each transaction that commits a run's data on another connection than the
+ * one holding the lock, so that a run whose lock went with its connection
+ * (a terminated backend, a restarted server) commits nothing after another
+ * run may have started on the table.
+ */
+export async function assertTargetLockHeld(
+  client: pg.Client,
+  target: QualifiedName,
+  pid: number,
+): Promise<void> {
+  const holder = await targetLockHolder(client, target);
+  if (holder?.pid === pid) return;
+  throw new LockLostError(
+    `lost the lock on ${displayName(target)}: its connection ended (target backend pid ${pid}); nothing more was committed`,
+  );
+}
+
+function formatSeconds(ms: number): string {
+  return ms % 1000 === 0 ? `${ms / 1000}s` : `${(ms / 1000).toFixed(1)}s`;
 }

@@ -64,6 +64,28 @@ const MIGRATIONS: string[] = [
   `ALTER TABLE xmin_sync.state
      ADD COLUMN source_types jsonb,
      ADD COLUMN resync_reason text`,
+  // A first load's plan and its parts, so that an interrupted load resumes
+  // (target/load-plan.ts). A part's row commits with its rows.
+  `CREATE TABLE xmin_sync.first_load (
+     target_schema text NOT NULL,
+     target_table text NOT NULL,
+     source jsonb NOT NULL,
+     parts jsonb NOT NULL,
+     started_at timestamptz NOT NULL DEFAULT now(),
+     PRIMARY KEY (target_schema, target_table)
+   );
+   CREATE TABLE xmin_sync.first_load_part (
+     target_schema text NOT NULL,
+     target_table text NOT NULL,
+     part int NOT NULL,
+     snapshot text NOT NULL,
+     snapshot_xmin bigint NOT NULL,
+     rows bigint NOT NULL,
+     done_at timestamptz NOT NULL DEFAULT now(),
+     PRIMARY KEY (target_schema, target_table, part),
+     FOREIGN KEY (target_schema, target_table)
+       REFERENCES xmin_sync.first_load ON DELETE CASCADE
+   )`,
 ];
 
 /**

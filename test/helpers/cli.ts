@@ -61,3 +61,11 @@ export function spawnCli(args: string[], opts: { env?: NodeJS.ProcessEnv; cwd?: 
   });
   return { child, done };
 }
+
+/** Kills (SIGKILL) the runs a test started that are still running, and waits for them. */
+export async function killChildren(children: ReturnType<typeof spawnCli>[]): Promise<void> {
+  for (const c of children) {
+    if (c.child.exitCode === null && c.child.signalCode === null) c.child.kill("SIGKILL");
+    await c.done;
+  }
+}
