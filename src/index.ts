@@ -29,3 +29,6 @@ export { InputError } from "./input-error.js";
 export { createLogger } from "./log.js";
 export { validate } from "./validate/run.js";
 export type { ValidateOptions, ValidationReport } from "./validate/run.js";
+export { check } from "./check/run.js";
+export type { CheckOptions } from "./check/run.js";
+export type { Finding } from "./check/findings.js";

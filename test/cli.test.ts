@@ -146,7 +146,7 @@ describe("CLI contract (source 17 -> target 14)", () => {
     );
   });
 
-  test("a missing source table: one clear line, exit 1, target untouched", async () => {
+  test("a missing source table: one clear line naming it once, exit 2, target untouched", async () => {
     const t = await freshTarget();
     const r = await sync([
       "--source",
@@ -156,14 +156,11 @@ describe("CLI contract (source 17 -> target 14)", () => {
       "--table",
       "fds.nope:raw_data.nope",
     ]);
-    assert.equal(r.code, 1, r.stderr);
+    assert.equal(r.code, 2, r.stderr);
     assert.doesNotMatch(r.stdout + r.stderr, STACK);
     const out = lines(r.stdout);
     assert.equal(out.length, 1, r.stdout);
-    assert.match(
-      out[0]!,
-      /^FAIL fds\.nope -> raw_data\.nope: .*source table fds\.nope does not exist/,
-    );
+    assert.match(out[0]!, /^FAIL fds\.nope -> raw_data\.nope: source: no such table \(0\.0s\)$/);
     assert.deepEqual(await shape(t.name), EMPTY, "no schema, table or state row created");
 
     const json = await sync([
@@ -175,10 +172,11 @@ describe("CLI contract (source 17 -> target 14)", () => {
       "fds.nope",
       "--json",
     ]);
-    assert.equal(json.code, 1);
+    assert.equal(json.code, 2);
     assert.equal(json.json.length, 1);
     assert.equal(json.json[0]!.status, "error");
-    assert.match(String(json.json[0]!.error), /fds\.nope does not exist/);
+    assert.equal(json.json[0]!.badInput, true);
+    assert.equal(json.json[0]!.error, "source: no such table");
     assert.deepEqual(await shape(t.name), EMPTY);
   });
 
@@ -192,11 +190,11 @@ describe("CLI contract (source 17 -> target 14)", () => {
       "--table",
       "fds.nokey",
     ]);
-    assert.equal(refused.code, 1, refused.stderr);
+    assert.equal(refused.code, 2, refused.stderr);
     assert.doesNotMatch(refused.stdout + refused.stderr, STACK);
     assert.match(
       refused.stdout,
-      /^FAIL fds\.nokey -> fds\.nokey: .*fds\.nokey has no primary key.*--key/m,
+      /^FAIL fds\.nokey -> fds\.nokey: source: has no primary key.*--key/m,
     );
     assert.deepEqual(await shape(t.name), EMPTY);
 
@@ -210,8 +208,11 @@ describe("CLI contract (source 17 -> target 14)", () => {
       "--key",
       "nope",
     ]);
-    assert.equal(badKey.code, 1);
-    assert.match(badKey.stdout, /key column "nope" is not a column of fds\.nokey/);
+    assert.equal(badKey.code, 2);
+    assert.match(
+      badKey.stdout,
+      /^FAIL fds\.nokey -> fds\.nokey: key column "nope" is not a column of fds\.nokey/,
+    );
     assert.deepEqual(await shape(t.name), EMPTY);
 
     const ok = await sync([
@@ -280,7 +281,7 @@ describe("CLI contract (source 17 -> target 14)", () => {
     assert.equal(input.code, 2);
     assert.match(input.stderr, STACK);
 
-    // A table's failure is in its result; --debug logs its stack too.
+    // A table refused before the run is in its result, and in the debug log.
     const table = await sync([
       "--source",
       source.url(),
@@ -290,9 +291,8 @@ describe("CLI contract (source 17 -> target 14)", () => {
       "fds.nope",
       "--debug",
     ]);
-    assert.equal(table.code, 1);
-    assert.match(table.stderr, /fds\.nope does not exist/);
-    assert.match(table.stderr, /"stack":"Error: source table fds\.nope does not exist\\n\s+at /);
+    assert.equal(table.code, 2);
+    assert.match(table.stderr, /"table":"fds\.nope","err":"source: no such table"/);
   });
 
   test("a bad config file: exit 2 with file:line", async () => {
@@ -314,7 +314,7 @@ describe("CLI contract (source 17 -> target 14)", () => {
     );
   });
 
-  test("--json: one object per table with the documented fields; exit 1 when one failed", async () => {
+  test("--json: one object per table with the documented fields; exit 2 when one was refused", async () => {
     const t = await freshTarget();
     const r = await sync([
       "--source",
@@ -329,7 +329,7 @@ describe("CLI contract (source 17 -> target 14)", () => {
       "fds.exchange:raw_data.exchange",
       "--json",
     ]);
-    assert.equal(r.code, 1, r.stderr);
+    assert.equal(r.code, 2, r.stderr);
     assert.equal(lines(r.stdout).length, 3, "stdout carries only the results");
     assert.equal(r.json.length, 3);
     const [ticker, missing, exchange] = r.json;
@@ -355,7 +355,7 @@ describe("CLI contract (source 17 -> target 14)", () => {
     assert.equal(missing!.table, "fds.missing");
     assert.equal(missing!.target, "raw_data.missing");
     assert.equal(missing!.status, "error");
-    assert.match(missing!.error as string, /fds\.missing does not exist/);
+    assert.equal(missing!.error, "source: no such table");
     for (const k of ["mode", "rowsCopied", "inserted", "updated", "deleted", "durationMs"]) {
       assert.ok(k in missing!, `error result has ${k}`);
     }
@@ -523,7 +523,10 @@ tables:
 
     const human = await runCli(["status", "--target", t.url]);
     assert.equal(human.code, 0);
-    assert.match(human.stdout, /^raw_data\.ticker <- fds\.ticker: full, watermark \d+, 1 runs/m);
+    assert.match(
+      human.stdout,
+      /^raw_data\.ticker <- fds\.ticker: full, ~200 rows, watermark \d+, last run \d{4}-\d\d-\d\d \d\d:\d\d:\d\d [+-]\d\d:\d\d \((\d+s|\d+ min) ago: 200 copied, 200 inserted, 0 updated, 0 deleted\), 1 run$/m,
+    );
     assert.match(human.stdout, /^fds\.exchange <- fds\.exchange: /m);
 
     const closed = `postgres://postgres:s3cret-pw@127.0.0.1:${closedPort}/postgres`;

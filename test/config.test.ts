@@ -3,8 +3,14 @@ import assert from "node:assert/strict";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { loadConfig, parseConfig } from "../src/config/load.js";
-import { selectTables, tablesFromConfig, tablesFromFlags } from "../src/config/resolve.js";
+import { loadConfig, MAX_CONFIG_BYTES, parseConfig } from "../src/config/load.js";
+import {
+  requestFromConfig,
+  requestFromFlags,
+  resolveTables,
+  tablesFromConfig,
+  tuningFromConfig,
+} from "../src/config/resolve.js";
 import { InputError } from "../src/input-error.js";
 
 /** The config file (README "Config file") is validated with a schema; errors name the key and line. */
@@ -82,7 +88,7 @@ describe("parseConfig accepts", () => {
       { PW: "p", DB: "d", SCHEMA: "fds" },
     );
     assert.equal(config.source, "postgres://u:p@h/d");
-    assert.equal(config.tables[0]!.source, "fds.t");
+    assert.equal(config.tables?.[0]!.source, "fds.t");
   });
 
   test("a minimal config; quoted names; every mode and deletes value", () => {
@@ -112,8 +118,10 @@ describe("parseConfig accepts", () => {
       ],
     );
     // --table with --config picks entries by source or target name.
-    assert.deepEqual(selectTables(specs, ["raw.odd", "public.c"]), [specs[1], specs[4]]);
-    assert.throws(() => selectTables(specs, ["nope"]), /table public\.nope is not in the config/);
+    const pick = (names: string[]) => resolveTables(requestFromConfig(config, names));
+    assert.deepEqual(pick(["raw.odd", "public.c"]), [specs[1], specs[4]]);
+    assert.deepEqual(pick(["public.?"]), [specs[0], specs[2], specs[3], specs[4]]);
+    assert.throws(() => pick(["nope"]), /table public\.nope is not in the config/);
   });
 
   test("an environment variable's value is not re-interpolated", () => {
@@ -168,7 +176,10 @@ describe("parseConfig errors name the line and the key path", () => {
   });
 
   test("missing tables", () => {
-    rejects("source: x\nworkers: 2\n", /^sync\.yaml:1: tables: required key is missing$/);
+    rejects(
+      "source: x\nworkers: 2\n",
+      /^sync\.yaml:1: tables: required key is missing \(or give include: patterns\)$/,
+    );
   });
 
   test("empty tables list", () => {
@@ -228,7 +239,7 @@ describe("loadConfig", () => {
       const good = join(dir, "good.yaml");
       await writeFile(good, DESIGN_EXAMPLE);
       const config = await loadConfig(good, env);
-      assert.equal(config.tables.length, 1);
+      assert.equal(config.tables?.length, 1);
 
       const bad = join(dir, "bad.yaml");
       await writeFile(bad, "tables:\n  - source: a\n    mode: sometimes\n");
@@ -250,9 +261,15 @@ describe("loadConfig", () => {
 });
 
 describe("--table flags", () => {
-  test("SRC[:DST] mappings with --key and --mode", () => {
+  const flags = (list: Parameters<typeof requestFromFlags>[0], exclude: string[] = []) =>
+    resolveTables(requestFromFlags(list, exclude), SOURCE_TABLES);
+
+  test("SRC[:DST] mappings, each with its own settings", () => {
     assert.deepEqual(
-      tablesFromFlags(['fds.t:raw."T"', "u"], { key: ["id", "Name"], mode: "full" }),
+      flags([
+        { table: 'fds.t:raw."T"', key: ["id", "Name"], mode: "full" },
+        { table: "u", cursor: "at" },
+      ]),
       [
         {
           source: { schema: "fds", name: "t" },
@@ -260,14 +277,160 @@ describe("--table flags", () => {
           key: ["id", "Name"],
           mode: "full",
         },
-        { source: { schema: "public", name: "u" }, key: ["id", "Name"], mode: "full" },
+        { source: { schema: "public", name: "u" }, cursor: "at" },
       ],
     );
   });
+
   test("bad names are InputErrors naming --table", () => {
     assert.throws(
-      () => tablesFromFlags(["a.b.c"], {}),
+      () => requestFromFlags([{ table: "a.b.c" }]),
       (err: Error) => err instanceof InputError && /^--table: too many dots/.test(err.message),
     );
+  });
+
+  test("patterns match schema and table names with * and ?, sorted; quoted parts are literal", () => {
+    const names = (list: string[], exclude: string[] = []) =>
+      flags(
+        list.map((table) => ({ table })),
+        exclude,
+      ).map(
+        (s) =>
+          `${s.source.schema}.${s.source.name}${s.target ? ` -> ${s.target.schema}.${s.target.name}` : ""}`,
+      );
+    assert.deepEqual(names(["fds.*"]), ["fds.a1", "fds.a2", "fds.b", "fds.star*"]);
+    assert.deepEqual(names(["fds.a?"]), ["fds.a1", "fds.a2"]);
+    assert.deepEqual(names(['fds."star*"']), ["fds.star*"]);
+    assert.deepEqual(names(["*.b"]), ["fds.b", "public.b"]);
+    assert.deepEqual(names(["b"]), ["public.b"]);
+    assert.deepEqual(
+      names(["FDS.A*"]),
+      ["fds.a1", "fds.a2"],
+      "unquoted patterns fold to lower case",
+    );
+    assert.deepEqual(names(["fds.*:raw.*"]), [
+      "fds.a1 -> raw.a1",
+      "fds.a2 -> raw.a2",
+      "fds.b -> raw.b",
+      "fds.star* -> raw.star*",
+    ]);
+    assert.deepEqual(names(["fds.*"], ["fds.a*", "*.star?"]), ["fds.b"]);
+    // A named table keeps its own settings; a pattern does not repeat it.
+    assert.deepEqual(
+      flags([{ table: "fds.*" }, { table: "fds.b", key: ["k"] }]).map((s) => [
+        s.source.name,
+        s.key,
+      ]),
+      [
+        ["a1", undefined],
+        ["a2", undefined],
+        ["star*", undefined],
+        ["b", ["k"]],
+      ],
+    );
+    assert.throws(
+      () => names(["fds.zz*"]),
+      /^Error: --table: no source table matches "fds\.zz\*"$/,
+    );
+    assert.throws(() => names(["fds.*:raw.x"]), /the target of a pattern is SCHEMA\.\*/);
+  });
+
+  test("config include: and exclude:", () => {
+    const config = parseConfig(
+      "include: ['fds.*:raw.*', 'public.b']\nexclude: [fds.star?]\ntables:\n  - {source: fds.a1, key: [k]}\n",
+      "sync.yaml",
+      {},
+    );
+    const specs = resolveTables(requestFromConfig(config, [], ["fds.a2"]), SOURCE_TABLES);
+    assert.deepEqual(
+      specs.map((s) => [
+        `${s.source.schema}.${s.source.name}`,
+        s.target?.schema ?? null,
+        s.key ?? null,
+      ]),
+      [
+        ["fds.a1", null, ["k"]],
+        ["fds.b", "raw", null],
+        ["public.b", null, null],
+      ],
+    );
+  });
+});
+
+const SOURCE_TABLES = [
+  { schema: "fds", name: "b" },
+  { schema: "fds", name: "a2" },
+  { schema: "fds", name: "a1" },
+  { schema: "fds", name: "star*" },
+  { schema: "public", name: "b" },
+];
+
+describe("bad input in a config: one line, the file and the key", () => {
+  test("a YAML alias bomb", () => {
+    const bomb = [
+      "a: &a [x, x, x, x, x, x, x, x, x, x]",
+      ...Array.from({ length: 8 }, (_, i) => {
+        const p = String.fromCharCode(97 + i);
+        const n = String.fromCharCode(98 + i);
+        return `${n}: &${n} [*${p}, *${p}, *${p}, *${p}, *${p}, *${p}, *${p}, *${p}, *${p}, *${p}]`;
+      }),
+      "tables: [{source: t}]",
+    ].join("\n");
+    const started = Date.now();
+    rejects(bomb, /^sync\.yaml:2: YAML aliases expand to too much/);
+    assert.ok(Date.now() - started < 2000, "refused at once");
+  });
+
+  test("a multi-megabyte table name, a long column name", () => {
+    const started = Date.now();
+    const msg = rejects(
+      `tables:\n  - source: fds.${"x".repeat(3 * 1048576)}\n`,
+      /^sync\.yaml:2: tables\.0\.source: name of \d+ characters: PostgreSQL names are at most 63 bytes$/,
+    );
+    assert.ok(msg.length < 200, msg);
+    assert.ok(Date.now() - started < 3000, `refused quickly (${Date.now() - started} ms)`);
+    rejects(
+      `tables:\n  - source: fds.${"y".repeat(64)}\n`,
+      /^sync\.yaml:2: tables\.0\.source: name "y{50,}\.\.\." is 64 bytes: PostgreSQL names are at most 63 bytes$/,
+    );
+    rejects(
+      `tables:\n  - source: t\n    key: [${"k".repeat(70)}]\n`,
+      /tables\.0\.key\.0: name .* is 70 bytes/,
+    );
+  });
+
+  test("minBatchSize above maxBatchSize names the config keys, not the environment", () => {
+    rejects(
+      "minBatchSize: 500\nmaxBatchSize: 100\ntables: [{source: t}]\n",
+      /^sync\.yaml:1: minBatchSize: 500 is more than maxBatchSize \(100\)$/,
+    );
+    rejects(
+      "minWorkers: 5\nmaxWorkers: 2\ntables: [{source: t}]\n",
+      /^sync\.yaml:1: minWorkers: 5 is more than maxWorkers \(2\)$/,
+    );
+    const config = parseConfig("minBatchSize: 2000000\ntables: [{source: t}]\n", "sync.yaml", {});
+    assert.throws(
+      () => tuningFromConfig(config, "sync.yaml", {}),
+      /^Error: sync\.yaml: minBatchSize \(2000000\) is more than maxBatchSize \(1000000, the default for maxBatchSize\)$/,
+    );
+    assert.throws(
+      () => tuningFromConfig(config, "sync.yaml", { MAX_BATCH_SIZE: "1500000" }),
+      /maxBatchSize \(1500000, MAX_BATCH_SIZE in the environment\)/,
+    );
+  });
+
+  test("a config file over the size limit is not read", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "xmin-sync-config-"));
+    try {
+      const big = join(dir, "big.yaml");
+      await writeFile(big, "#".repeat(MAX_CONFIG_BYTES + 1));
+      await assert.rejects(loadConfig(big, env), (err: Error) => {
+        assert.ok(err instanceof InputError);
+        assert.match(err.message, /big\.yaml is 4\.0 MB: the limit is 4 MB/);
+        return true;
+      });
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -11,6 +11,7 @@ import {
   waitForReplay,
   type Cluster,
 } from "./helpers/cluster.js";
+import { runCli } from "./helpers/cli.js";
 import { columnList, tableText } from "./helpers/compare.js";
 
 /**
@@ -208,6 +209,37 @@ describe("a streaming standby as the source", { skip: systemPostgresSkip() }, ()
     await waitForReplay(primary, standby);
     await assertEqual("fds.locked", "raw_data.locked", "id");
     await assertEqual("fds.churn", "raw_data.churn", "id");
+  });
+
+  test("check: a standby source without hot_standby_feedback is a warning; a standby target an error", async () => {
+    const table = ["--table", "fds.ticker:raw_data.ticker"];
+    const asSource = await runCli([
+      "check",
+      "--source",
+      standby.url(),
+      "--target",
+      target.url(),
+      ...table,
+    ]);
+    assert.equal(asSource.code, 0, asSource.stdout + asSource.stderr);
+    assert.match(
+      asSource.stdout,
+      /^warn {2}source: a standby without hot_standby_feedback \(max_standby_streaming_delay 0s\): replay cancels reads/m,
+    );
+    assert.match(asSource.stdout, /^ok {4}source: PostgreSQL 15\.\d+ \(standby\)/m);
+    const asTarget = await runCli([
+      "check",
+      "--source",
+      primary.url(),
+      "--target",
+      standby.url(),
+      ...table,
+    ]);
+    assert.equal(asTarget.code, 2, asTarget.stdout);
+    assert.match(
+      asTarget.stdout,
+      /^ERROR target: is a standby \(read-only\): the target must be a primary$/m,
+    );
   });
 
   test("a promoted standby is a new timeline at once, before its first checkpoint", async () => {

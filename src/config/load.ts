@@ -1,7 +1,17 @@
-import { readFile } from "node:fs/promises";
-import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Node } from "yaml";
+import { readFile, stat } from "node:fs/promises";
+import { isMap, isScalar, isSeq, LineCounter, parseDocument, visit, type Node } from "yaml";
 import { InputError } from "../input-error.js";
 import { configSchema, type ConfigFile } from "./schema.js";
+
+/** A config of thousands of tables fits; a runaway file is refused before it is read. */
+export const MAX_CONFIG_BYTES = 4 * 1048576;
+
+/**
+ * Aliases a config may expand (`*name` references to `&name` anchors): a
+ * few are handy, and a chain of them (a "billion laughs" file) would
+ * otherwise take all memory.
+ */
+const MAX_ALIAS_COUNT = 100;
 
 /**
  * Reads and validates a config file. Every problem is reported as
@@ -13,8 +23,15 @@ export async function loadConfig(
 ): Promise<ConfigFile> {
   let text: string;
   try {
+    const { size } = await stat(path);
+    if (size > MAX_CONFIG_BYTES) {
+      throw new InputError(
+        `config ${path} is ${(size / 1048576).toFixed(1)} MB: the limit is ${MAX_CONFIG_BYTES / 1048576} MB (use include: patterns for many tables)`,
+      );
+    }
     text = await readFile(path, "utf8");
   } catch (err) {
+    if (err instanceof InputError) throw err;
     throw new InputError(
       `cannot read config ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
     );
@@ -57,7 +74,23 @@ export function parseConfig(
     );
   }
 
-  const result = configSchema.safeParse(doc.toJS());
+  let value: unknown;
+  try {
+    value = doc.toJS({ maxAliasCount: MAX_ALIAS_COUNT });
+  } catch (err) {
+    let line = "";
+    visit(doc, {
+      Alias(_key, node) {
+        if (node.range) line = `:${lineCounter.linePos(node.range[0]).line}`;
+        return visit.BREAK;
+      },
+    });
+    throw new InputError(
+      `${path}${line}: YAML aliases expand to too much (more than ${MAX_ALIAS_COUNT} per anchor): ${(err as Error).message}`,
+      { cause: err },
+    );
+  }
+  const result = configSchema.safeParse(value);
   if (!result.success) {
     const issue = result.error.issues[0]!;
     const keyPath = issue.path.filter((p): p is string | number => typeof p !== "symbol");

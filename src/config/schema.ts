@@ -1,26 +1,39 @@
 import { z } from "zod";
-import { parseQualifiedName } from "../db/quote.js";
+import { checkName, parseQualifiedName } from "../db/quote.js";
+import { parseTablePattern } from "./patterns.js";
 
-const identifierList = z.array(z.string().min(1)).min(1);
+/** A string that `parse` accepts; its error, on the key's line, when not. */
+const parsedBy = (parse: (value: string) => unknown) =>
+  z
+    .string()
+    .min(1)
+    .superRefine((value, ctx) => {
+      try {
+        parse(value);
+      } catch (err) {
+        ctx.addIssue({ code: "custom", message: (err as Error).message });
+      }
+    });
+
+/** A column name: at most 63 bytes, as PostgreSQL would match it. */
+const identifier = parsedBy(checkName);
+
+const identifierList = z.array(identifier).min(1);
+
+/** `SRC[:DST]` where SRC may hold * and ?, as --table takes it. */
+const tablePattern = parsedBy(parseTablePattern);
+
+const duration = z.string().regex(/^\d+[smhd]$/, "expected a duration like 30s, 5m, 1h");
 
 /** `schema.table` as parseQualifiedName takes it; checked here so errors carry the line. */
-const tableName = z
-  .string()
-  .min(1)
-  .superRefine((value, ctx) => {
-    try {
-      parseQualifiedName(value);
-    } catch (err) {
-      ctx.addIssue({ code: "custom", message: (err as Error).message });
-    }
-  });
+const tableName = parsedBy(parseQualifiedName);
 
 export const tableSchema = z.strictObject({
   source: tableName,
   target: tableName.optional(),
   key: identifierList.optional(),
   mode: z.enum(["auto", "xmin", "timestamp", "full"]).optional(),
-  cursor: z.string().min(1).optional(),
+  cursor: identifier.optional(),
   lookback: z
     .union([
       z.number().min(0),
@@ -40,20 +53,45 @@ export const tableSchema = z.strictObject({
   droppedColumns: z.enum(["keep", "drop"]).optional(),
 });
 
-export const configSchema = z.strictObject({
-  source: z.string().min(1).optional(),
-  target: z.string().min(1).optional(),
-  workers: z.number().int().min(1).max(64).optional(),
-  minWorkers: z.number().int().min(1).max(64).optional(),
-  maxWorkers: z.number().int().min(1).max(64).optional(),
-  minBatchSize: z.number().int().min(1).optional(),
-  maxBatchSize: z.number().int().min(1).optional(),
-  waitForLock: z.boolean().optional(),
-  /** Defaults for every table; a table's own key wins. */
-  schemaChanges: z.enum(["evolve", "fail"]).optional(),
-  droppedColumns: z.enum(["keep", "drop"]).optional(),
-  tables: z.array(tableSchema).min(1),
-});
+export const configSchema = z
+  .strictObject({
+    source: z.string().min(1).optional(),
+    target: z.string().min(1).optional(),
+    workers: z.number().int().min(1).max(64).optional(),
+    minWorkers: z.number().int().min(1).max(64).optional(),
+    maxWorkers: z.number().int().min(1).max(64).optional(),
+    minBatchSize: z.number().int().min(1).optional(),
+    maxBatchSize: z.number().int().min(1).optional(),
+    waitForLock: z.boolean().optional(),
+    /** Defaults for every table; a table's own key wins. */
+    schemaChanges: z.enum(["evolve", "fail"]).optional(),
+    droppedColumns: z.enum(["keep", "drop"]).optional(),
+    /** With waitForLock: give up after this long. */
+    waitTimeout: duration.optional(),
+    tables: z.array(tableSchema).min(1).optional(),
+    /** Source tables by pattern (`fds.*`, `fds.*:raw_data.*`), with default settings. */
+    include: z.array(tablePattern).min(1).optional(),
+    /** Patterns of source tables to leave out of `include:` and `tables:`. */
+    exclude: z.array(tablePattern).optional(),
+  })
+  .superRefine((c, ctx) => {
+    if (c.tables === undefined && c.include === undefined) {
+      ctx.addIssue({
+        code: "custom",
+        message: "required key is missing (or give include: patterns)",
+        path: ["tables"],
+      });
+    }
+    for (const [lo, hi] of [
+      ["minBatchSize", "maxBatchSize"],
+      ["minWorkers", "maxWorkers"],
+    ] as const) {
+      const [a, b] = [c[lo], c[hi]];
+      if (a !== undefined && b !== undefined && a > b) {
+        ctx.addIssue({ code: "custom", message: `${a} is more than ${hi} (${b})`, path: [lo] });
+      }
+    }
+  });
 
 export type ConfigFile = z.infer<typeof configSchema>;
 export type ConfigTable = z.infer<typeof tableSchema>;

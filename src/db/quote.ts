@@ -31,21 +31,43 @@ export function displayIdent(name: string): string {
   return /^[a-z_][a-z0-9_$]*$/.test(name) ? name : quoteIdent(name);
 }
 
+/** PostgreSQL keeps at most this many bytes of a name (NAMEDATALEN - 1). */
+export const MAX_NAME_BYTES = 63;
+/** Longer input is refused before it is parsed or echoed: no table mapping needs more. */
+const MAX_INPUT_CHARS = 4 * (2 * MAX_NAME_BYTES + 8);
+
+/** One identifier of a dotted name, and whether it was written in double quotes. */
+export interface NamePart {
+  text: string;
+  quoted: boolean;
+}
+
+/** At most 60 characters of user input, escaped onto one line, for messages. */
+export function excerpt(input: string): string {
+  const s = JSON.stringify(input);
+  return s.length <= 60 ? s : `${s.slice(0, 57)}..."`;
+}
+
 /**
  * Splits SQL-style dotted/colon-separated text into identifiers, honouring
  * double quotes ("" inside quotes is a literal quote). Unquoted parts fold to
  * lower case, as PostgreSQL folds them.
  */
-function splitIdentifiers(input: string, separator: string): string[][] {
-  const groups: string[][] = [[]];
+export function splitNameParts(input: string, separator: string): NamePart[][] {
+  if (input.length > MAX_INPUT_CHARS) {
+    throw new Error(
+      `name of ${input.length} characters: PostgreSQL names are at most ${MAX_NAME_BYTES} bytes`,
+    );
+  }
+  const groups: NamePart[][] = [[]];
   let current = "";
   let quoted = false;
   let sawQuote = false;
   let i = 0;
   const pushPart = () => {
     // PostgreSQL folds only ASCII letters of unquoted names (UTF8 databases).
-    const part = sawQuote ? current : current.trim().replace(/[A-Z]+/g, (m) => m.toLowerCase());
-    groups[groups.length - 1]!.push(part);
+    const text = sawQuote ? current : current.trim().replace(/[A-Z]+/g, (m) => m.toLowerCase());
+    groups[groups.length - 1]!.push({ text, quoted: sawQuote });
     current = "";
     sawQuote = false;
   };
@@ -63,7 +85,7 @@ function splitIdentifiers(input: string, separator: string): string[][] {
         current += ch;
       }
     } else if (ch === '"') {
-      if (current.trim() !== "") throw new Error(`unexpected quote in ${JSON.stringify(input)}`);
+      if (current.trim() !== "") throw new Error(`unexpected quote in ${excerpt(input)}`);
       current = "";
       quoted = true;
       sawQuote = true;
@@ -74,27 +96,42 @@ function splitIdentifiers(input: string, separator: string): string[][] {
       groups.push([]);
     } else {
       if (sawQuote && ch.trim() !== "") {
-        throw new Error(`unexpected text after a quoted name in ${JSON.stringify(input)}`);
+        throw new Error(`unexpected text after a quoted name in ${excerpt(input)}`);
       }
       if (!sawQuote) current += ch;
     }
     i++;
   }
-  if (quoted) throw new Error(`unterminated quote in ${JSON.stringify(input)}`);
+  if (quoted) throw new Error(`unterminated quote in ${excerpt(input)}`);
   pushPart();
+  for (const part of groups.flat()) checkName(part.text);
   return groups;
 }
 
-function toQualified(parts: string[], input: string, defaultSchema: string): QualifiedName {
-  if (parts.some((p) => p === "")) throw new Error(`empty name in ${JSON.stringify(input)}`);
-  if (parts.length === 1) return { schema: defaultSchema, name: parts[0]! };
-  if (parts.length === 2) return { schema: parts[0]!, name: parts[1]! };
-  throw new Error(`too many dots in ${JSON.stringify(input)}: expected schema.table`);
+/**
+ * Refuses a name PostgreSQL would not match as given: over 63 bytes, it
+ * truncates it. (Control characters are legal in quoted names; messages
+ * show them escaped, on one line.)
+ */
+export function checkName(name: string): void {
+  const bytes = Buffer.byteLength(name);
+  if (bytes > MAX_NAME_BYTES) {
+    throw new Error(
+      `name ${excerpt(name)} is ${bytes} bytes: PostgreSQL names are at most ${MAX_NAME_BYTES} bytes`,
+    );
+  }
+}
+
+function toQualified(parts: NamePart[], input: string, defaultSchema: string): QualifiedName {
+  if (parts.some((p) => p.text === "")) throw new Error(`empty name in ${excerpt(input)}`);
+  if (parts.length === 1) return { schema: defaultSchema, name: parts[0]!.text };
+  if (parts.length === 2) return { schema: parts[0]!.text, name: parts[1]!.text };
+  throw new Error(`too many dots in ${excerpt(input)}: expected schema.table`);
 }
 
 /** `schema.table`, `table` (schema public) or `"My Schema"."My Table"`. */
 export function parseQualifiedName(input: string, defaultSchema = "public"): QualifiedName {
-  const groups = splitIdentifiers(input, "\0");
+  const groups = splitNameParts(input, "\0");
   return toQualified(groups[0]!, input, defaultSchema);
 }
 
@@ -103,8 +140,8 @@ export function parseTableMapping(input: string): {
   source: QualifiedName;
   target: QualifiedName | undefined;
 } {
-  const groups = splitIdentifiers(input, ":");
-  if (groups.length > 2) throw new Error(`too many ':' in table ${JSON.stringify(input)}`);
+  const groups = splitNameParts(input, ":");
+  if (groups.length > 2) throw new Error(`too many ':' in table ${excerpt(input)}`);
   const source = toQualified(groups[0]!, input, "public");
   const target = groups[1] ? toQualified(groups[1], input, "public") : undefined;
   return { source, target };

@@ -8,7 +8,7 @@ import { dropLoadPlan } from "../target/load-plan.js";
 import { assertTargetLockHeld } from "../target/lock.js";
 import { deleteMissingSql, markMissingSql, type MergeSpec } from "../target/merge.js";
 import { mergeRows } from "../target/merge-rows.js";
-import { lockSharedDdl } from "../target/project.js";
+import { createSchemaIfMissing, lockSharedDdl } from "../target/project.js";
 import { writeState, type StateUpdate } from "../target/state.js";
 import { columnsOf, type TableContext } from "./context.js";
 import { indexNames } from "./load.js";
@@ -93,7 +93,7 @@ async function publishLoadedTable(ctx: TableContext, load: QualifiedName): Promi
   const c = ctx.target;
   const { schema, name } = ctx.targetName;
   await lockSharedDdl(c);
-  await c.query(`CREATE SCHEMA IF NOT EXISTS ${quoteIdent(schema)}`);
+  await createSchemaIfMissing(c, schema);
   await c.query(`ALTER TABLE ${quoteQualified(load)} SET SCHEMA ${quoteIdent(schema)}`);
   await c.query(
     `ALTER TABLE ${quoteIdent(schema)}.${quoteIdent(load.name)} RENAME TO ${quoteIdent(name)}`,

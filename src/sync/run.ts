@@ -1,6 +1,7 @@
 import type pg from "pg";
 import pLimit, { type LimitFunction } from "p-limit";
 import { cancelOnAbort } from "../db/cancel.js";
+import { preflight } from "../check/run.js";
 import { connect, describeError } from "../db/connect.js";
 import { displayName, type QualifiedName } from "../db/quote.js";
 import { isRetryable, SQLSTATE, sqlState } from "../db/errors.js";
@@ -39,11 +40,16 @@ interface RunShared {
  * another run holds waits for it on its own, and then reads on a fresh
  * snapshot of its own.
  */
-export async function sync(opts: SyncOptions): Promise<TableResult[]> {
-  const logger = opts.logger ?? silentLogger;
-  const signal = opts.signal;
-  checkDistinctTargets(opts.tables);
+export async function sync(asked: SyncOptions): Promise<TableResult[]> {
+  const logger = asked.logger ?? silentLogger;
+  const signal = asked.signal;
+  checkDistinctTargets(asked.tables);
   signal?.throwIfAborted();
+  // Everything the run needs, checked on both servers before anything is
+  // written: a table refused there has its result, the others run.
+  const checked = await preflight({ ...asked, logger });
+  const opts = { ...asked, tables: checked.runnable };
+  if (opts.tables.length === 0) return checked.results([]);
 
   // Fail early, with nothing written, when the target is unreachable. The
   // project schema is created per table once its source checks pass, so a
@@ -84,7 +90,7 @@ export async function sync(opts: SyncOptions): Promise<TableResult[]> {
     // worker busy. A table waiting for another run's lock takes no slot.
     const run: RunShared = { opts, logger, pool: pLimit(tuning.workers), tuning, shared };
     const tables = pLimit(tuning.workers);
-    return await Promise.all(
+    const results = await Promise.all(
       opts.tables.map(async (spec) => {
         const started = Date.now();
         let lock = locks.get(spec)!;
@@ -106,6 +112,7 @@ export async function sync(opts: SyncOptions): Promise<TableResult[]> {
         return tables(() => syncOne(run, spec, held, started, !waited));
       }),
     );
+    return checked.results(results);
   } finally {
     await shared?.close();
     await holder.end().catch(() => undefined);

@@ -1,6 +1,7 @@
 import type pg from "pg";
-import { displayName, quoteIdent, quoteLiteral, quoteQualified } from "../db/quote.js";
+import { displayName, quoteLiteral, quoteQualified } from "../db/quote.js";
 import type { CollationDef } from "../source/catalog.js";
+import { createSchemaIfMissing } from "./project.js";
 
 /** Schemas whose collations come with the server (initdb, ICU, the OS's locales): not ours to create. */
 const SYSTEM_SCHEMAS = new Set(["pg_catalog", "information_schema"]);
@@ -36,7 +37,7 @@ export async function ensureCollations(client: pg.Client, defs: CollationDef[]):
         `collation ${displayName(c.name)} (${describeCollation(c)}) is missing on the target; it comes with the server (ICU or the system's locales): install it there, or use another collation`,
       );
     }
-    await client.query(`CREATE SCHEMA IF NOT EXISTS ${quoteIdent(c.name.schema)}`);
+    await createSchemaIfMissing(client, c.name.schema);
     try {
       await client.query("SAVEPOINT xmin_sync_collation");
       await client.query(createCollationSql(c));

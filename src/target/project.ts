@@ -1,4 +1,5 @@
 import type pg from "pg";
+import { quoteIdent } from "../db/quote.js";
 
 /** The project's own schema in the target: state, and staging tables while a run lasts. */
 export const PROJECT_SCHEMA = "xmin_sync";
@@ -87,7 +88,89 @@ const MIGRATIONS: string[] = [
    )`,
 ];
 
-/** Creates or upgrades the project schema; safe when several runs start at once. */
+/**
+ * CREATE SCHEMA unless the schema exists. Not `CREATE SCHEMA IF NOT
+ * EXISTS`: PostgreSQL checks CREATE on the database before it looks for the
+ * schema, so that fails for a role that owns the schema but may not create
+ * schemas (least privilege).
+ */
+export async function createSchemaIfMissing(client: pg.Client, schema: string): Promise<void> {
+  const { rows } = await client.query<{ e: boolean }>(
+    "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1) AS e",
+    [schema],
+  );
+  if (!rows[0]!.e) await client.query(`CREATE SCHEMA IF NOT EXISTS ${quoteIdent(schema)}`);
+}
+
+/** What the target's project schema holds, and what our role may do there. */
+export interface ProjectSchemaStatus {
+  exists: boolean;
+  canCreateIn: boolean;
+  /** Migrations applied (0: none, or no schema_version table yet). */
+  version: number;
+  latest: number;
+  /** Tables of the schema our role lacks a privilege on (name and privileges missing). */
+  missingTablePrivileges: { table: string; privileges: string[] }[];
+  /** Tables a pending migration alters that our role does not own. */
+  notOwned: string[];
+}
+
+/** Read-only look at the project schema, for the checks before a run. */
+export async function readProjectSchema(client: pg.Client): Promise<ProjectSchemaStatus> {
+  const { rows } = await client.query<{
+    exists: boolean;
+    can_create: boolean | null;
+    has_version: boolean;
+  }>(
+    `SELECT n.oid IS NOT NULL AS exists,
+            has_schema_privilege(n.oid, 'USAGE') AND has_schema_privilege(n.oid, 'CREATE') AS can_create,
+            to_regclass('xmin_sync.schema_version') IS NOT NULL AS has_version
+       FROM (SELECT 1) AS one LEFT JOIN pg_namespace n ON n.nspname = $1`,
+    [PROJECT_SCHEMA],
+  );
+  const r = rows[0]!;
+  const status: ProjectSchemaStatus = {
+    exists: r.exists,
+    canCreateIn: r.can_create ?? false,
+    version: 0,
+    latest: MIGRATIONS.length,
+    missingTablePrivileges: [],
+    notOwned: [],
+  };
+  if (!r.exists || !r.can_create) return status;
+  const tables = await client.query<{ name: string; owner: boolean; missing: string[] }>(
+    `SELECT c.relname AS name, pg_has_role(c.relowner, 'USAGE') AS owner,
+            ARRAY(SELECT p FROM unnest(ARRAY['SELECT', 'INSERT', 'UPDATE', 'DELETE']) AS p
+                   WHERE NOT has_table_privilege(c.oid, p)) AS missing
+       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+      WHERE n.nspname = $1 AND c.relkind IN ('r', 'p') AND c.relname IN ('schema_version', 'state')`,
+    [PROJECT_SCHEMA],
+  );
+  for (const t of tables.rows) {
+    if (t.missing.length > 0)
+      status.missingTablePrivileges.push({ table: t.name, privileges: t.missing });
+  }
+  if (
+    r.has_version &&
+    !tables.rows.some((t) => t.name === "schema_version" && t.missing.includes("SELECT"))
+  ) {
+    const v = await client.query<{ v: number | null }>(
+      "SELECT max(version) AS v FROM xmin_sync.schema_version",
+    );
+    status.version = v.rows[0]?.v ?? 0;
+  }
+  if (status.version < status.latest) {
+    status.notOwned = tables.rows.filter((t) => !t.owner).map((t) => t.name);
+  }
+  return status;
+}
+
+/**
+ * Creates or upgrades the project schema; safe when several runs start at
+ * once. A schema (and tables) made beforehand by an administrator are used
+ * as they are: the role needs CREATE on the database only when the schema
+ * does not exist.
+ */
 export async function ensureProjectSchema(client: pg.Client): Promise<void> {
   const exists = await client.query<{ e: boolean }>(
     "SELECT to_regclass('xmin_sync.schema_version') IS NOT NULL AS e",
@@ -102,7 +185,7 @@ export async function ensureProjectSchema(client: pg.Client): Promise<void> {
   await client.query("BEGIN");
   try {
     await client.query("SELECT pg_advisory_xact_lock($1::int, 0)", [LOCK_CLASS]);
-    await client.query("CREATE SCHEMA IF NOT EXISTS xmin_sync");
+    await createSchemaIfMissing(client, PROJECT_SCHEMA);
     await client.query(
       "CREATE TABLE IF NOT EXISTS xmin_sync.schema_version (version int PRIMARY KEY)",
     );

@@ -2,7 +2,7 @@ import type pg from "pg";
 import { displayName, quoteIdent, quoteLiteral, quoteQualified } from "../db/quote.js";
 import type { CollationDef, UserType } from "../source/catalog.js";
 import { ensureCollations } from "./collations.js";
-import { lockSharedDdl } from "./project.js";
+import { createSchemaIfMissing, lockSharedDdl } from "./project.js";
 import type { StoredColumn, StoredType } from "./state.js";
 
 /** A user type as the target has it now. */
@@ -237,23 +237,20 @@ function compositeChanges(
 /** The DDL that creates a type the target lacks. */
 function createTypeSql(t: UserType): string[] {
   const q = quoteQualified(t.name);
-  const schema = `CREATE SCHEMA IF NOT EXISTS ${quoteIdent(t.name.schema)}`;
   switch (t.kind) {
     case "enum":
-      return [schema, `CREATE TYPE ${q} AS ENUM (${t.labels.map(quoteLiteral).join(", ")})`];
+      return [`CREATE TYPE ${q} AS ENUM (${t.labels.map(quoteLiteral).join(", ")})`];
     case "domain":
       // The source's CHECK constraints stay on the source: its data already
       // passed them, and copying their expressions would run source-defined
       // code in the target.
       return [
-        schema,
         `CREATE DOMAIN ${q} AS ${t.baseType}` +
           (t.collation ? ` COLLATE ${t.collation}` : "") +
           (t.notNull ? " NOT NULL" : ""),
       ];
     case "composite":
       return [
-        schema,
         `CREATE TYPE ${q} AS (${t.attributes.map((a) => `${quoteIdent(a.name)} ${a.type}`).join(", ")})`,
       ];
     case "external":
@@ -294,6 +291,7 @@ export async function ensureUserTypes(
     // Dependencies first (types is in that order); changes may use new types.
     for (const t of types) {
       if (existing.has(typeKey(t.name))) continue;
+      await createSchemaIfMissing(client, t.name.schema);
       for (const sql of createTypeSql(t)) await client.query(sql);
     }
     const { changes, sql } = planTypeChanges(types, stored, existing);

@@ -20,7 +20,7 @@ import type { Difference } from "./deep.js";
  * back to its column's type and compared by that type's equality and the
  * column's collation: a key respelled on the other side still matches.
  */
-function keyMatchSql(key: KeyColumn[], json: string): string {
+export function keyMatchSql(key: KeyColumn[], json: string): string {
   return `EXISTS (SELECT 1 FROM jsonb_array_elements(${json}) AS e(v) WHERE ${sameKeySql(key)})`;
 }
 

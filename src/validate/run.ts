@@ -12,13 +12,15 @@ import type { TableSpec } from "../sync/types.js";
 import { checkTargetTable, readTargetTable, SOURCE_DELETED_AT } from "../target/ddl.js";
 import { lockTargetTable } from "../target/lock.js";
 import { readState } from "../target/state.js";
-import { deepCompare, type DeepResult } from "./deep.js";
+import { deepCompare, type DeepResult, type Difference } from "./deep.js";
 import { quoteIdent } from "../db/quote.js";
 import { createRepairer } from "./repair.js";
 import {
   bindXminStats,
   combineXminStats,
+  countPending,
   integrityScore,
+  type MaxLag,
   sourceStats,
   targetCount,
   type SourceStats,
@@ -35,12 +37,28 @@ export interface ValidateOptions {
   /** With deep: re-copy differing rows and remove extra ones. */
   repair?: boolean;
   sampleSize?: number;
+  /** Fail when the copy trails by more than this (default: lag never fails). */
+  maxLag?: MaxLag;
   logger?: Logger;
 }
 
 export interface ValidationReport {
   table: string;
   target: string;
+  /**
+   * What the exit code reflects: no difference among the rows the last
+   * sync saw, and lag within maxLag. Rows written since are lag, not failures.
+   */
+  passed: boolean;
+  /** Why it did not pass, one sentence each. */
+  failures: string[];
+  /** How far the copy trails the source: rows written since the last sync's snapshot, transactions, seconds. */
+  lag: {
+    rows: number | null;
+    transactions: string | null;
+    seconds: number | null;
+    exceeded: boolean;
+  };
   /** Counts agree, no source row is newer than the last run saw, and (deep) no content differs. */
   isSynchronized: boolean;
   watermark: string | null;
@@ -53,7 +71,8 @@ export interface ValidationReport {
   pendingRows: number | null;
   xminDistribution: XminDistribution | null;
   integrityScore: number;
-  deep?: Omit<DeepResult, "samples"> & { samples: DeepResult["samples"] };
+  /** With lag: of the differences, those explained by changes since the last sync (every extra row: deleted since, or deletes not propagated). */
+  deep?: DeepResult & { lag?: { missing: number; different: number; extra: number } };
   repaired?: { copied: number; deleted: number };
   durationMs: number;
   status: "ok" | "error";
@@ -80,6 +99,9 @@ export async function validate(opts: ValidateOptions): Promise<ValidationReport[
         reports.push({
           table: displayName(spec.source),
           target: displayName(spec.target ?? spec.source),
+          passed: false,
+          failures: [],
+          lag: { rows: null, transactions: null, seconds: null, exceeded: false },
           isSynchronized: false,
           watermark: null,
           lastRunAt: null,
@@ -91,7 +113,7 @@ export async function validate(opts: ValidateOptions): Promise<ValidationReport[
           integrityScore: 0,
           durationMs: Date.now() - started,
           status: "error",
-          error: `${displayName(spec.source)}: ${describeError(err)}`,
+          error: describeError(err),
         });
       }
     }
@@ -161,8 +183,25 @@ async function validateTable(
     }
     const binding =
       opts.deep && hasXmin ? await bindXminStats(reader, run.snapshot, lastRun) : undefined;
-    let deep: DeepResult | undefined;
+    let deep: ValidationReport["deep"];
     let repaired: { copied: number; deleted: number } | undefined;
+    // Differences among rows written since the last sync are lag: told apart
+    // on a connection of their own in this snapshot (the reader's is busy
+    // streaming the comparison).
+    const lagReader = opts.deep && binding && lastRun ? await run.openReader() : undefined;
+    // Its own binding: age() counts back from the transaction counter as its
+    // transaction first reads it, which moves on under a busy source.
+    const lagBinding = lagReader
+      ? await bindXminStats(lagReader, run.snapshot, lastRun)
+      : undefined;
+    const lag = { missing: 0, different: 0, extra: 0 };
+    const countLag = async (c: pg.Client, batch: Difference[]) => {
+      for (const kind of ["missing", "different"] as const) {
+        const keys = batch.filter((d) => d.kind === kind).map((d) => d.key);
+        lag[kind] += await countPending(c, spec.source, key, keys, lagBinding!);
+      }
+      lag.extra += batch.filter((d) => d.kind === "extra").length;
+    };
     if (opts.deep) {
       const columns = table.columns.map((c) => c.name);
       let repairer: Awaited<ReturnType<typeof createRepairer>> | undefined;
@@ -202,12 +241,21 @@ async function validateTable(
             },
             sampleSize: opts.sampleSize ?? 10,
             log: (fields, msg) => logger.debug({ table: displayName(spec.source), ...fields }, msg),
-            ...(repairer ? { onDifferences: repairer.apply } : {}),
+            ...(repairer || lagReader
+              ? {
+                  onDifferences: async (batch: Difference[]) => {
+                    if (lagReader) await countLag(lagReader, batch);
+                    await repairer?.apply(batch);
+                  },
+                }
+              : {}),
           },
         );
         if (repairer) repaired = { ...repairer.counts };
+        if (lagReader) deep = { ...deep, lag };
       } finally {
         await repairer?.close();
+        if (lagReader) await run.closeReader(lagReader);
       }
       logger.info(
         { table: displayName(spec.source), ...deep, samples: undefined },
@@ -218,17 +266,35 @@ async function validateTable(
     if (!src || dstCount === undefined) throw new Error("validation read no counts");
     const differences = deep ? deep.missing + deep.extra + deep.different : null;
     const pending = src.pending;
+    const gap = {
+      transactions: state?.watermark != null ? run.snapshot.xmin - state.watermark : null,
+      seconds: ageRows.rows[0]?.s ?? null,
+    };
+    const failures = judge({
+      sourceCount: src.count,
+      targetCount: dstCount,
+      // Without a stored snapshot nothing can be told apart as lag.
+      pending: lastRun ? pending : null,
+      deep,
+      synced: state !== null,
+    });
+    const exceeded = opts.maxLag ? lagExceeded(opts.maxLag, gap) : null;
+    if (exceeded) failures.push(exceeded);
     return {
       table: displayName(spec.source),
       target: displayName(targetName),
+      passed: failures.length === 0,
+      failures,
+      lag: {
+        rows: lastRun ? pending : null,
+        transactions: gap.transactions?.toString() ?? null,
+        seconds: gap.seconds,
+        exceeded: exceeded !== null,
+      },
       isSynchronized: src.count === dstCount && (pending ?? 0) === 0 && (differences ?? 0) === 0,
       watermark: state?.watermark?.toString() ?? null,
       lastRunAt: state?.lastRunAt.toISOString() ?? null,
-      syncGap: {
-        transactions:
-          state?.watermark != null ? (run.snapshot.xmin - state.watermark).toString() : null,
-        seconds: ageRows.rows[0]?.s ?? null,
-      },
+      syncGap: { transactions: gap.transactions?.toString() ?? null, seconds: gap.seconds },
       sourceCount: src.count,
       targetCount: dstCount,
       pendingRows: pending,
@@ -250,6 +316,70 @@ async function validateTable(
     await writer?.end().catch(() => undefined);
     await own?.close();
   }
+}
+
+/**
+ * Differences among the rows the last sync saw: what makes validate fail.
+ * Rows written on the source since its snapshot (pending) are lag: a
+ * source row the target lacks, or has older, is a failure only when the
+ * last sync saw it (deep tells them apart row by row); a target row the
+ * source no longer has was deleted since (or its delete is not propagated,
+ * with deletes: ignore), so is lag too. Without --deep, only a shortfall
+ * the rows written since cannot explain is a failure. Sources without xmin
+ * (timestamp or full mode) cannot tell lag apart: every difference counts.
+ */
+function judge(p: {
+  sourceCount: number;
+  targetCount: number;
+  pending: number | null;
+  deep: ValidationReport["deep"];
+  synced: boolean;
+}): string[] {
+  const failures: string[] = [];
+  if (!p.synced) failures.push("no sync of this table is recorded on the target");
+  if (p.pending === null) {
+    const d = p.deep;
+    if (d && d.missing + d.extra + d.different > 0)
+      failures.push(`${d.missing} rows missing, ${d.extra} extra, ${d.different} different`);
+    else if (p.sourceCount !== p.targetCount)
+      failures.push(`the source has ${p.sourceCount} rows, the target ${p.targetCount}`);
+    return failures;
+  }
+  if (p.deep?.lag) {
+    const missing = p.deep.missing - p.deep.lag.missing;
+    const different = p.deep.different - p.deep.lag.different;
+    if (missing + different > 0) {
+      failures.push(
+        `${missing + different} rows the last sync saw differ on the target (${missing} missing, ${different} different)`,
+      );
+    }
+    return failures;
+  }
+  const settled = p.sourceCount - p.pending;
+  if (p.targetCount < settled) {
+    failures.push(
+      `the target has ${p.targetCount} rows, fewer than the ${settled} source rows the last sync saw`,
+    );
+  }
+  return failures;
+}
+
+/** Why the lag is beyond maxLag, or null. Unknown lag (no sync recorded, no xmin watermark) fails. */
+function lagExceeded(
+  max: MaxLag,
+  gap: { transactions: bigint | null; seconds: number | null },
+): string | null {
+  if ("transactions" in max) {
+    if (gap.transactions === null)
+      return "lag in transactions unknown (no xmin watermark stored): --max-lag cannot be checked";
+    return gap.transactions > max.transactions
+      ? `lag of ${gap.transactions} transactions is over --max-lag ${max.transactions}`
+      : null;
+  }
+  if (gap.seconds === null) return "time since the last sync unknown: --max-lag cannot be checked";
+  return gap.seconds > max.seconds
+    ? `${gap.seconds}s since the last sync is over --max-lag ${max.seconds}s`
+    : null;
 }
 
 /**

@@ -2,7 +2,11 @@ import type pg from "pg";
 import { quoteIdent, quoteQualified, type QualifiedName } from "../db/quote.js";
 import { nextFromAge } from "../source/xid.js";
 import type { Snapshot } from "../source/snapshot.js";
+import { parseDuration } from "../config/duration.js";
+import type { KeyColumn } from "../db/key.js";
+import { InputError } from "../input-error.js";
 import { SOURCE_DELETED_AT } from "../target/ddl.js";
+import { keyMatchSql } from "./repair.js";
 
 export interface XminDistribution {
   count: number;
@@ -204,4 +208,44 @@ export function integrityScore(p: {
     p.differences === null || larger === 0 ? 1 : 1 - Math.min(p.differences, larger) / larger;
   // Floored, so a copy with any difference never shows as 1.
   return Math.floor(counts * freshness * content * 1e6) / 1e6;
+}
+
+/**
+ * Of the rows a deep comparison found missing from the target or different
+ * there (keys as text, as deepCompare gives them), how many were written
+ * on the source since the last run's snapshot: lag, which the next sync
+ * brings, rather than a difference among rows that run saw. Read on a
+ * connection in the validation's source snapshot; one query per batch.
+ */
+export async function countPending(
+  client: pg.Client,
+  table: QualifiedName,
+  key: KeyColumn[],
+  keys: (string | null)[][],
+  binding: XminStatsBinding,
+): Promise<number> {
+  if (keys.length === 0) return 0;
+  const p = xminStatsParams(2);
+  const { rows } = await client.query<{ n: string }>(
+    `SELECT count(*) FILTER (WHERE x.pending)::bigint AS n
+       FROM (SELECT ${xminStatsRow(p)} FROM ${quoteQualified(table)} AS t
+              WHERE ${keyMatchSql(key, "$1::jsonb")}) AS x`,
+    [JSON.stringify(keys), ...binding.values],
+  );
+  return Number(rows[0]!.n);
+}
+
+/** How far behind a copy may be before validate fails: transactions, or seconds since the last run. */
+export type MaxLag = { transactions: bigint } | { seconds: number };
+
+/** `10000` (transactions) or a duration: `90s`, `15m`, `2h`, `1d`. */
+export function parseMaxLag(text: string): MaxLag {
+  if (/^\d+$/.test(text)) return { transactions: BigInt(text) };
+  const seconds = parseDuration(text);
+  if (seconds === null) {
+    throw new InputError(
+      `--max-lag takes a number of transactions (10000) or a duration (90s, 15m, 2h, 1d), not ${JSON.stringify(text)}`,
+    );
+  }
+  return { seconds };
 }

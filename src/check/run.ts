@@ -1,0 +1,145 @@
+import type pg from "pg";
+import { connect } from "../db/connect.js";
+import { isRetryable } from "../db/errors.js";
+import { displayName } from "../db/quote.js";
+import { InputError } from "../input-error.js";
+import { silentLogger, type Logger } from "../log.js";
+import type { TableResult, TableSpec } from "../sync/types.js";
+import { warning, type Finding } from "./findings.js";
+import { readServerFacts, serverFindings } from "./server.js";
+import { checkSourceTables } from "./source.js";
+import { checkTarget, readTarget } from "./target.js";
+
+export interface CheckOptions {
+  source: string;
+  target: string;
+  tables: TableSpec[];
+}
+
+const ATTEMPTS = 3;
+
+/**
+ * Everything a run needs, checked on both servers without writing or
+ * scanning anything: a few catalog queries per side. Findings come
+ * run-wide first, then per table (source, then target), in the run's order.
+ * A read a standby's recovery conflict cancels (40001), or a dropped
+ * connection, is tried again, as the sync's own reads are.
+ */
+export async function check(opts: CheckOptions): Promise<Finding[]> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await checkOnce(opts);
+    } catch (err) {
+      if (attempt >= ATTEMPTS || !isRetryable(err)) throw err;
+      await new Promise((r) => setTimeout(r, 100 * 2 ** attempt * (0.5 + Math.random())));
+    }
+  }
+}
+
+async function checkOnce(opts: CheckOptions): Promise<Finding[]> {
+  const [source, target] = await connectBoth(opts);
+  try {
+    // Each side's reads on its own connection, at once: the round trips of a
+    // busy server add up, and every sync pays them.
+    const [[sf, src], [tf, read]] = await Promise.all([
+      readServerFacts(source).then(
+        async (f) => [f, await checkSourceTables(source, f.role, opts.tables)] as const,
+      ),
+      readServerFacts(target).then(
+        async (f) => [f, await readTarget(target, opts.tables)] as const,
+      ),
+    ]);
+    const findings = [...serverFindings("source", sf), ...serverFindings("target", tf)];
+    if (sf.encoding !== tf.encoding) {
+      findings.push(
+        warning(
+          "target",
+          `encoding ${tf.encoding} differs from the source's ${sf.encoding}: rows it cannot represent fail to copy, and validate --deep needs one encoding`,
+        ),
+      );
+    }
+    findings.push(
+      ...src.findings,
+      ...(await checkTarget(target, read, tf, opts.tables, src.facts)),
+    );
+    // Stable: run-wide findings keep their order; a table's source findings come before its target's.
+    return findings.sort(
+      (a, b) =>
+        (a.index ?? -1) - (b.index ?? -1) ||
+        (a.index === undefined ? 0 : a.server.localeCompare(b.server)),
+    );
+  } finally {
+    await Promise.all([source.end(), target.end()].map((p) => p.catch(() => undefined)));
+  }
+}
+
+async function connectBoth(opts: CheckOptions): Promise<[pg.Client, pg.Client]> {
+  const [s, t] = await Promise.allSettled([
+    connect(opts.source, "source"),
+    connect(opts.target, "target"),
+  ]);
+  if (s.status === "fulfilled" && t.status === "fulfilled") return [s.value, t.value];
+  for (const r of [s, t]) if (r.status === "fulfilled") await r.value.end().catch(() => undefined);
+  throw (s.status === "rejected" ? s.reason : (t as PromiseRejectedResult).reason) as Error;
+}
+
+/** A problem that stops the whole run (a privilege on the project schema, a read-only target). */
+export class PreflightError extends InputError {}
+
+/**
+ * The checks at the start of every sync, before anything is written. A
+ * problem with the run as a whole throws; a table that cannot be synced as
+ * asked gets its error result (bad input, exit 2) and the others go ahead:
+ * `runnable` are those, and `results` puts their results and the refused
+ * tables' back in the order asked.
+ */
+export async function preflight(opts: CheckOptions & { logger?: Logger }): Promise<{
+  runnable: TableSpec[];
+  results: (ran: TableResult[]) => TableResult[];
+}> {
+  const logger = opts.logger ?? silentLogger;
+  const findings = await check(opts);
+  const errors = findings.filter((f) => f.level === "error");
+  for (const f of findings.filter((x) => x.level === "warning")) {
+    logger.warn({ server: f.server, ...(f.table ? { table: f.table } : {}) }, f.message);
+  }
+  const runWide = errors.filter((f) => f.index === undefined);
+  if (runWide.length > 0) {
+    const more = runWide.length > 1 ? ` (and ${runWide.length - 1} more: see xmin-sync check)` : "";
+    throw new PreflightError(`${runWide[0]!.server}: ${runWide[0]!.message}${more}`);
+  }
+  const byTable = new Map<number, Finding[]>();
+  for (const f of errors) byTable.set(f.index!, [...(byTable.get(f.index!) ?? []), f]);
+  const refused = opts.tables.map((spec, i) => {
+    const problems = byTable.get(i);
+    return problems ? refusal(spec, problems, logger) : undefined;
+  });
+  return {
+    runnable: opts.tables.filter((_, i) => !refused[i]),
+    results(ran) {
+      const next = ran[Symbol.iterator]();
+      return refused.map((r) => r ?? (next.next().value as TableResult));
+    },
+  };
+}
+
+/** The result of a table refused before the run: bad input, nothing copied. */
+function refusal(spec: TableSpec, problems: Finding[], logger: Logger): TableResult {
+  const error = problems.map((f) => f.result ?? `${f.server}: ${f.message}`).join("; ");
+  logger.error({ table: displayName(spec.source), err: error }, "table refused");
+  return {
+    table: displayName(spec.source),
+    target: displayName(spec.target ?? spec.source),
+    mode: spec.mode ?? "auto",
+    rowsCopied: 0,
+    inserted: 0,
+    updated: 0,
+    deleted: 0,
+    watermark: null,
+    previousWatermark: null,
+    durationMs: 0,
+    status: "error",
+    error,
+    badInput: true,
+  };
+}
