@@ -5,7 +5,10 @@ import { existsSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
-const PREFIX = "xmin-sync-test-";
+// Clusters of this run only (test/helpers/cluster.ts names their directories
+// after it): other test runs on the same machine keep theirs.
+process.env.XMIN_SYNC_TEST_RUN ??= String(process.pid);
+const PREFIX = `xmin-sync-test-${process.env.XMIN_SYNC_TEST_RUN}-`;
 const concurrency = process.env.TEST_CONCURRENCY ?? "3";
 const files = process.argv.slice(2);
 

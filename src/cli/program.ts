@@ -8,6 +8,8 @@ import type { TuningInput } from "../sync/tuning.js";
 import { resolveTuning } from "../sync/tuning.js";
 import { InputError } from "../input-error.js";
 import { formatReport, formatResult } from "./output.js";
+import { registerFleetCommands } from "./fleet.js";
+import type { HistoryOptions } from "../target/history.js";
 
 /** Exit codes: 0 every table ok, 1 a table failed, 2 bad input (usage, config). */
 export const EXIT = { ok: 0, failed: 1, usage: 2 } as const;
@@ -58,6 +60,7 @@ interface Resolved {
   tables: TableSpec[];
   waitForLock: boolean;
   tuning: TuningInput;
+  history: HistoryOptions;
 }
 
 async function resolveRequest(
@@ -74,8 +77,10 @@ async function resolveRequest(
   let tables: TableSpec[];
   let waitForLock = false;
   let tuning: TuningInput = {};
+  const history: HistoryOptions = { process: "cli" };
   if (flags.config) {
     const config = await loadConfig(flags.config);
+    history.retention = config.historyRetention;
     source ??= config.source;
     target ??= config.target;
     waitForLock = config.waitForLock ?? false;
@@ -104,7 +109,7 @@ async function resolveRequest(
   if (!target) throw new InputError("no target database: pass --target or set TARGET_DATABASE_URL");
   if (flags.deletes) tables = tables.map((t) => ({ ...t, deletes: flags.deletes! }));
   if (flags.workers !== undefined) tuning.workers = parsePositiveInt("--workers", flags.workers);
-  return { source, target, tables, waitForLock, tuning };
+  return { source, target, tables, waitForLock, tuning, history };
 }
 
 function parsePositiveInt(flag: string, value: string): number {
@@ -195,6 +200,7 @@ export function buildProgram(state: { exitCode: number }): Command {
             tuning: req.tuning,
             onProgress: progress.onProgress,
             logger,
+            history: req.history,
           });
         } finally {
           progress.stop();
@@ -239,6 +245,7 @@ export function buildProgram(state: { exitCode: number }): Command {
           repair: flags.repair ?? false,
           sampleSize: parsePositiveInt("--sample", flags.sample),
           logger,
+          history: req.history,
         });
         for (const r of reports) {
           process.stdout.write((flags.json ? JSON.stringify(r) : formatReport(r)) + "\n");
@@ -255,13 +262,20 @@ export function buildProgram(state: { exitCode: number }): Command {
   addConnectionFlags(
     program
       .command("status")
-      .description("show each synced table's watermark and last run, from the target"),
-  ).action(async (flags: CommonFlags) => {
+      .description("show each synced table's watermark and last run, from the target")
+      .option("--history", "print the run history (newest first; --table picks one table)")
+      .option("--limit <n>", "with --history: at most this many runs", "50"),
+  ).action(async (flags: CommonFlags & { history?: boolean; limit: string }) => {
     let target = flags.target;
     if (!target && flags.config) target = (await loadConfig(flags.config)).target;
     target ??= process.env.TARGET_DATABASE_URL;
     if (!target)
       throw new InputError("no target database: pass --target or set TARGET_DATABASE_URL");
+    if (flags.history) {
+      const { printHistory } = await import("./history.js");
+      const limit = parsePositiveInt("--limit", flags.limit);
+      return printHistory(target, { table: flags.table, json: flags.json ?? false, limit });
+    }
     const { status } = await import("./status.js");
     await status(target, { json: flags.json ?? false });
   });
@@ -328,6 +342,8 @@ export function buildProgram(state: { exitCode: number }): Command {
       const { runDemo } = await import("../demo/demo.js");
       await runDemo({ rows: Number(flags.rows) });
     });
+
+  registerFleetCommands(program, state);
 
   return program;
 }

@@ -3,6 +3,7 @@ import { displayName } from "../db/quote.js";
 import { isRetryable } from "../db/errors.js";
 import { InputError } from "../input-error.js";
 import { silentLogger } from "../log.js";
+import { recordRun } from "../target/history.js";
 import { SourceRun } from "./source-run.js";
 import pLimit, { type LimitFunction } from "p-limit";
 import type pg from "pg";
@@ -45,7 +46,9 @@ export async function sync(opts: SyncOptions): Promise<TableResult[]> {
     const pool = pLimit(tuning.workers);
     const tables = pLimit(tuning.workers);
     return await Promise.all(
-      opts.tables.map((spec) => tables(() => syncOne(run, opts, spec, pool, tuning))),
+      opts.tables.map((spec) =>
+        tables(async () => recordRun(opts, spec, await syncOne(run, opts, spec, pool, tuning))),
+      ),
     );
   } finally {
     await run.close();

@@ -1,5 +1,6 @@
 import type { QualifiedName } from "../db/quote.js";
 import type { Logger } from "../log.js";
+import type { HistoryOptions } from "../target/history.js";
 import type { Tuning } from "./tuning.js";
 
 export type Mode = "auto" | "xmin" | "timestamp" | "full";
@@ -47,6 +48,8 @@ export interface SyncOptions {
   onProgress?: (e: ProgressEvent) => void;
   logger?: Logger;
   signal?: AbortSignal;
+  /** Run history retention and who ran it. */
+  history?: HistoryOptions;
 }
 
 /** What one table's run did; the CLI prints it as one JSON line. */

@@ -11,6 +11,7 @@ import type { TableSpec } from "../sync/types.js";
 import { checkTargetTable, readTargetTable, SOURCE_DELETED_AT } from "../target/ddl.js";
 import { lockTargetTable } from "../target/lock.js";
 import { readState } from "../target/state.js";
+import { recordValidation, type HistoryOptions } from "../target/history.js";
 import { deepCompare, type DeepResult } from "./deep.js";
 import { quoteIdent } from "../db/quote.js";
 import { createRepairer } from "./repair.js";
@@ -35,6 +36,8 @@ export interface ValidateOptions {
   repair?: boolean;
   sampleSize?: number;
   logger?: Logger;
+  /** Run history retention and who ran it. */
+  history?: HistoryOptions;
 }
 
 export interface ValidationReport {
@@ -93,6 +96,7 @@ export async function validate(opts: ValidateOptions): Promise<ValidationReport[
           error: `${displayName(spec.source)}: ${describeError(err)}`,
         });
       }
+      await recordValidation(opts, spec, reports.at(-1)!);
     }
   } finally {
     await run.close();

@@ -59,5 +59,7 @@ export function spawnCli(args: string[], opts: { env?: NodeJS.ProcessEnv; cwd?: 
       resolve({ code, stdout, stderr, json });
     });
   });
-  return { child, done };
+  /** What the process wrote on stderr so far (for long-running commands). */
+  const stderrSoFar = () => stderr;
+  return { child, done, stderr: stderrSoFar };
 }

@@ -15,8 +15,11 @@ import {
 export { runAsPostgres, hasSystemPostgres, SYSTEM_PG_BIN };
 export type { Cluster, Version } from "../../src/servers/cluster.js";
 
-/** The test runner (scripts/test.mjs) stops and removes whatever is left under this prefix. */
-export const CLUSTER_DIR_PREFIX = "xmin-sync-test-";
+/**
+ * The test runner (scripts/test.mjs) stops and removes whatever is left
+ * under this prefix, which names its run: another run's servers are not its.
+ */
+export const CLUSTER_DIR_PREFIX = `xmin-sync-test-${process.env.XMIN_SYNC_TEST_RUN ?? "direct"}-`;
 
 export function startCluster(opts: Omit<ClusterOptions, "prefix"> = {}): Promise<Cluster> {
   return startAnyCluster({ ...opts, prefix: CLUSTER_DIR_PREFIX });

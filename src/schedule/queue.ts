@@ -1,0 +1,120 @@
+import PgBoss from "pg-boss";
+import { Reconnecting } from "./connection.js";
+import { displayName, quoteIdent, type QualifiedName } from "../db/quote.js";
+import type { Logger } from "../log.js";
+
+/**
+ * The fleet's queue: pg-boss in its own schema of the control database, one
+ * queue per table. Queues are "stately": at most one job per state (queued,
+ * waiting to retry, running), so a table runs once at a time across every
+ * worker and ticks that come while it runs or waits are not stacked up.
+ */
+export const QUEUE_SCHEMA = "xmin_sync_queue";
+const QUEUE_PREFIX = "xmin-sync.";
+
+/**
+ * A failed run is retried with exponential backoff: pg-boss waits
+ * retryDelay × 2^n × (0.5..1), so 2, 4, 8 … 256 s, then gives up until the
+ * next tick (cron) or the next `every` round.
+ */
+export const RETRY = { retryLimit: 8, retryDelay: 2, retryBackoff: true } as const;
+
+/**
+ * pg-boss fails an active job after expireIn (at most 24 h). Our workers
+ * hold a lease on each running table instead (lease.ts), so a dead worker's
+ * table is taken over in seconds; this is only a last resort.
+ */
+const EXPIRE_SECONDS = 23 * 3600;
+
+export function queueName(target: QualifiedName): string {
+  return QUEUE_PREFIX + displayName(target);
+}
+
+export function isOurQueue(name: string): boolean {
+  return name.startsWith(QUEUE_PREFIX);
+}
+
+/**
+ * pg-boss's database access through our connections (same session settings,
+ * UTC time zone, connection errors handled): one connection, reopened when
+ * it drops. pg-boss sends each transaction as one multi-statement query, so
+ * sharing a connection keeps them whole.
+ */
+export class ControlDb implements PgBoss.Db {
+  private readonly conn: Reconnecting;
+
+  constructor(url: string) {
+    this.conn = new Reconnecting(url, "target", "xmin-sync control");
+  }
+
+  async executeSql(text: string, values?: unknown[]): Promise<{ rows: never[] }> {
+    return (await this.conn.query(text, values)) as unknown as { rows: never[] };
+  }
+
+  close(): Promise<void> {
+    return this.conn.close();
+  }
+}
+
+export interface BossTimings {
+  /** How often pg-boss looks at the cron schedules (1..45 s). */
+  cronSeconds: number;
+  /** How often pg-boss expires and archives jobs. */
+  maintenanceSeconds: number;
+}
+
+export async function startBoss(db: ControlDb, logger: Logger, t: BossTimings): Promise<PgBoss> {
+  const boss = new PgBoss({
+    db,
+    schema: QUEUE_SCHEMA,
+    supervise: true,
+    schedule: true,
+    migrate: true,
+    cronMonitorIntervalSeconds: t.cronSeconds,
+    cronWorkerIntervalSeconds: Math.min(5, t.cronSeconds),
+    maintenanceIntervalSeconds: t.maintenanceSeconds,
+  });
+  boss.on("error", (err) => logger.warn({ err: err.message }, "queue error"));
+  await boss.start();
+  return boss;
+}
+
+export interface ScheduledTable {
+  queue: string;
+  target: QualifiedName;
+  schedule?: string | undefined;
+  everyMs?: number | undefined;
+}
+
+/**
+ * Creates each table's queue and puts the config's cron schedules in place:
+ * every worker does this at start, so the last one started wins. Schedules
+ * of tables no longer in the config are removed.
+ */
+export async function prepareQueues(
+  boss: PgBoss,
+  tables: ScheduledTable[],
+  timezone: string,
+): Promise<void> {
+  const options = { policy: "stately" as const, ...RETRY, expireInSeconds: EXPIRE_SECONDS };
+  for (const t of tables) {
+    if (await boss.getQueue(t.queue)) {
+      await boss.updateQueue(t.queue, { name: t.queue, ...options });
+    } else {
+      await boss.createQueue(t.queue, { name: t.queue, ...options }).catch(async (err) => {
+        // Another worker created it between our look and our insert.
+        if (!(await boss.getQueue(t.queue))) throw err;
+      });
+    }
+  }
+  const wanted = new Map(tables.filter((t) => t.schedule).map((t) => [t.queue, t]));
+  for (const s of await boss.getSchedules()) {
+    if (isOurQueue(s.name) && !wanted.has(s.name)) await boss.unschedule(s.name);
+  }
+  for (const t of wanted.values()) {
+    await boss.schedule(t.queue, t.schedule!, { table: displayName(t.target) }, { tz: timezone });
+  }
+}
+
+/** The queue's job table, for the questions pg-boss has no call for (pinned to pg-boss 10). */
+export const JOB_TABLE = `${quoteIdent(QUEUE_SCHEMA)}.job`;
