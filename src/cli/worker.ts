@@ -90,10 +90,12 @@ export async function runWorkerCommand(flags: WorkerFlags): Promise<number> {
       };
       controlCheck =
         control === target ? undefined : new Reconnecting(control, "target", "xmin-sync health");
+      const metrics = new FleetMetrics(status, gauges);
+      await metrics.start();
       server = await startServer({
         listen,
         status,
-        metrics: new FleetMetrics(status, gauges),
+        metrics,
         logger,
         ...(controlCheck ? { extraHealth: () => ping("control", controlCheck!) } : {}),
       });
@@ -118,7 +120,9 @@ export async function runServeCommand(flags: ServeFlags): Promise<number> {
   if (!target) throw new InputError("no target database: pass --target or set TARGET_DATABASE_URL");
   const listen = parseListen(flags.http);
   const status = new FleetStatus(target, source, config ? configuredTables(config) : []);
-  const server = await startServer({ listen, status, metrics: new FleetMetrics(status), logger });
+  const metrics = new FleetMetrics(status);
+  await metrics.start();
+  const server = await startServer({ listen, status, metrics, logger });
   if (!source)
     logger.info("no source given: lag in transactions is not shown (--source or --config)");
   await untilSignalled(logger, async () => undefined);

@@ -118,6 +118,14 @@ export class FleetMetrics {
     }
   }
 
+  /**
+   * Counting starts from the newest run in the history now; when the target
+   * does not answer yet, from the newest run at the first scrape that works.
+   */
+  async start(): Promise<void> {
+    this.afterId ??= await this.status.lastRunId().catch(() => undefined);
+  }
+
   /** The Prometheus text exposition of the fleet now. */
   text(): Promise<string> {
     const next = this.last.then(
@@ -131,7 +139,6 @@ export class FleetMetrics {
   private async render(): Promise<string> {
     const view = await this.status.view();
     if (view.target.ok) {
-      // Counting starts at the newest run when this process starts.
       this.afterId ??= await this.status.lastRunId();
       for (;;) {
         const rows = await this.status.runsAfter(this.afterId);

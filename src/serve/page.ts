@@ -17,7 +17,8 @@ export const STATUS_PAGE = /* html */ `<!doctype html>
   body { font: 14px/1.4 system-ui, -apple-system, "Segoe UI", sans-serif; margin: 0; color: #1f2328; }
   header { display: flex; gap: 24px; align-items: baseline; padding: 14px 20px; border-bottom: 1px solid var(--line); background: var(--bg); }
   header h1 { font-size: 18px; margin: 0; }
-  header .sum span { margin-right: 14px; }
+  header .sum { color: var(--muted); }
+  header .sum span { color: #1f2328; }
   header .meta { margin-left: auto; color: var(--muted); font-size: 12px; }
   .notice { margin: 10px 20px 0; padding: 8px 12px; border-radius: 6px; background: #fff8c5; border: 1px solid #d4a72c; }
   .notice.bad { background: #ffebe9; border-color: var(--bad); }
@@ -29,6 +30,7 @@ export const STATUS_PAGE = /* html */ `<!doctype html>
   .name { font-weight: 600; font-family: ui-monospace, SFMono-Regular, Menlo, monospace; }
   .sub { color: var(--muted); font-size: 12px; }
   .num { font-variant-numeric: tabular-nums; white-space: nowrap; }
+  .nowrap { white-space: nowrap; }
   .state { display: inline-block; padding: 1px 8px; border-radius: 10px; font-size: 12px; font-weight: 600; color: #fff; }
   .state.idle { background: var(--ok); }
   .state.running { background: var(--run); }
@@ -111,7 +113,7 @@ function chart(recent) {
   if (recent.length === 0) return h("span", { class: "sub" }, "no runs yet");
   const maxD = Math.max(...recent.map((r) => r.durationMs), 1);
   const maxR = Math.max(...recent.map((r) => r.rowsCopied), 1);
-  const step = W / 30, bw = Math.max(2, step - 1.5);
+  const step = W / Math.max(12, recent.length), bw = Math.max(2, step - 1.5);
   const pts = [];
   recent.forEach((r, i) => {
     const x = i * step, bh = Math.max(1.5, (r.durationMs / maxD) * (H - 4));
@@ -153,6 +155,8 @@ function lagCell(t, view) {
 function lastRunCell(t) {
   const r = t.lastRun;
   if (!r) return h("span", { class: "sub" }, "–");
+  if (r.status !== "ok")
+    return [h("div", { class: "score bad" }, "failed"), h("div", { class: "sub" }, "after " + (r.durationMs / 1000).toFixed(1) + " s · " + r.process)];
   return [h("div", { class: "num" }, n(r.rowsCopied) + " rows"),
     h("div", { class: "sub num" }, "+" + n(r.inserted) + " ~" + n(r.updated) + " −" + n(r.deleted) + " · " + (r.durationMs / 1000).toFixed(1) + " s"),
     h("div", { class: "sub" }, (r.mode || "") + (r.reason ? " (" + r.reason + ")" : ""))];
@@ -177,7 +181,7 @@ function row(t, view) {
   const tr = h("tr", { class: "table", "data-table": t.table },
     h("td", {}, h("div", { class: "name" }, t.table), t.source && t.source !== t.table ? h("div", { class: "sub" }, "from " + t.source) : null),
     h("td", {}, stateCell(t)),
-    h("td", { class: "sub" }, t.schedule || "–"),
+    h("td", { class: "sub nowrap" }, t.schedule || "–"),
     h("td", {}, h("div", { class: "num" }, ago(t.lastSuccessAt)), t.lastSuccessAt ? h("div", { class: "sub" }, new Date(t.lastSuccessAt).toLocaleString()) : null),
     h("td", {}, lagCell(t, view)),
     h("td", {}, lastRunCell(t)),
@@ -219,7 +223,7 @@ function draw() {
   tbody.replaceChildren(...view.tables.flatMap((t) => open.has(t.table) ? [row(t, view), detail(t)] : [row(t, view)]));
   const count = (st) => view.tables.filter((t) => t.state === st).length;
   document.getElementById("summary").replaceChildren(
-    h("span", {}, view.tables.length + " tables"), h("span", {}, count("running") + " running"),
+    h("span", {}, view.tables.length + " tables"), " · ", h("span", {}, count("running") + " running"), " · ",
     h("span", { style: count("failed") ? "color: var(--bad); font-weight: 600" : "" }, count("failed") + " failed"));
   document.getElementById("meta").textContent = "updated " + new Date(view.generatedAt).toLocaleTimeString() + " · every " + REFRESH_MS / 1000 + " s";
   const notices = [];
