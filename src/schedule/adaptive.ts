@@ -6,7 +6,7 @@ export interface LoadSample {
   at: number;
   /** Round trip of a small fixed statement on the source. */
   latencyMs: number;
-  /** Other sessions running a statement on the source (ours excluded). */
+  /** Other sessions in a transaction on the source (ours excluded). */
   activeBackends: number;
   /** Bytes this worker copied since the previous sample. */
   bytes: number;
@@ -29,9 +29,13 @@ export interface ControllerOptions {
   busyBackends: number;
 }
 
-/** Busy when the probe takes this many times its quiet baseline (and 2 ms more). */
-const LATENCY_FACTOR = 2;
-const LATENCY_FLOOR_MS = 2;
+/**
+ * Busy when the probe takes this many times its quiet baseline (and 3 ms
+ * more) two samples in a row: one slow sample is a hiccup (a checkpoint, an
+ * index build of ours), two are a trend.
+ */
+const LATENCY_FACTOR = 2.5;
+const LATENCY_FLOOR_MS = 3;
 /** After backing off, growth waits this long with the source quiet. */
 const QUIET_MS = 10_000;
 /** A step above the last good limit is judged on this much time. */
@@ -54,6 +58,7 @@ export class ParallelismController {
   private good: number;
   private baseline: number | undefined;
   private smoothed: number | undefined;
+  private slowSamples = 0;
   private quietSince = 0;
   private lastDecrease = 0;
   private holdUntil = 0;
@@ -71,21 +76,28 @@ export class ParallelismController {
     if (this.trial) this.trial.bytes += s.bytes;
 
     this.smoothed =
-      this.smoothed === undefined ? s.latencyMs : this.smoothed * 0.6 + s.latencyMs * 0.4;
+      this.smoothed === undefined ? s.latencyMs : this.smoothed * 0.7 + s.latencyMs * 0.3;
     // The baseline follows the quietest the source has been, and drifts up
     // slowly so that a permanently busier source is eventually the new quiet.
     if (this.baseline === undefined || this.smoothed < this.baseline) this.baseline = this.smoothed;
     else this.baseline += (this.smoothed - this.baseline) * 0.005;
 
-    const slow =
-      this.smoothed > this.baseline * LATENCY_FACTOR &&
-      this.smoothed - this.baseline > LATENCY_FLOOR_MS;
+    // Each sample (itself a median) against the quiet baseline; the
+    // smoothed value only moves the baseline, so one spike counts once.
+    this.slowSamples =
+      s.latencyMs > this.baseline * LATENCY_FACTOR && s.latencyMs - this.baseline > LATENCY_FLOOR_MS
+        ? this.slowSamples + 1
+        : 0;
+    const slow = this.slowSamples >= 2;
     const crowded = s.activeBackends >= this.opts.busyBackends;
     const busy = slow || crowded;
 
     if (busy) {
       this.quietSince = s.at;
+      // Back to the last good limit once quiet, but no step above it for a
+      // while: a trial under way when the source got busy may be the cause.
       this.trial = undefined;
+      this.holdUntil = s.at + TRIAL_HOLD_MS;
       // Wait a sample after a decrease, so that it shows before the next one.
       if (this.limit > this.opts.min && s.at - this.lastDecrease >= 4000) {
         const from = this.limit;
@@ -93,9 +105,9 @@ export class ParallelismController {
         this.lastDecrease = s.at;
         const why = [
           ...(slow
-            ? [`probe ${this.smoothed.toFixed(1)} ms vs ${this.baseline.toFixed(1)} ms quiet`]
+            ? [`probe ${s.latencyMs.toFixed(1)} ms vs ${this.baseline.toFixed(1)} ms quiet`]
             : []),
-          ...(crowded ? [`${s.activeBackends} other active backends`] : []),
+          ...(crowded ? [`${s.activeBackends} other sessions in a transaction`] : []),
         ].join(", ");
         return {
           limit: this.limit,
@@ -161,10 +173,11 @@ function rate(bytesPerSecond: number): string {
 }
 
 /**
- * Measures the source: the round trip of a small CPU-bound statement (it
- * slows down when the server's CPUs are contended) and the number of other
- * sessions running a statement. Counting other roles' sessions needs
- * pg_read_all_stats (or superuser); without it only the latency counts.
+ * Measures the source: the round trip of a small CPU-bound statement (the
+ * median of three; it slows down when the server's CPUs are contended) and
+ * the number of other sessions in a transaction. Seeing other roles'
+ * sessions' state needs pg_read_all_stats (or superuser); without it only
+ * the latency counts.
  */
 export class SourceProbe {
   private readonly conn: Reconnecting;
@@ -174,21 +187,26 @@ export class SourceProbe {
   }
 
   async sample(): Promise<{ latencyMs: number; activeBackends: number }> {
-    // Connect first, so that the timed statement measures the server alone.
-    await this.conn.query("SELECT 1", [], { timeoutMs: 10_000 });
-    const started = performance.now();
-    await this.conn.query("SELECT sum(i) FROM generate_series(1, 20000) AS s(i)", [], {
-      timeoutMs: 10_000,
-    });
-    const latencyMs = performance.now() - started;
+    const q = (sql: string) => this.conn.query(sql, [], { timeoutMs: 10_000 });
+    // Connected first, so that the timed statements measure the server alone.
+    await q("SELECT 1");
+    const times: number[] = [];
+    for (let i = 0; i < 3; i++) {
+      const started = performance.now();
+      await q("SELECT sum(i) FROM generate_series(1, 20000) AS s(i)");
+      times.push(performance.now() - started);
+    }
+    // Sessions inside a transaction, whether running a statement right now
+    // or between two: a busy OLTP session is often the latter.
     const { rows } = await this.conn.query<{ n: number }>(
       `SELECT count(*)::int AS n FROM pg_stat_activity
-        WHERE state = 'active' AND backend_type = 'client backend' AND pid <> pg_backend_pid()
+        WHERE state IN ('active', 'idle in transaction', 'idle in transaction (aborted)')
+          AND backend_type = 'client backend' AND pid <> pg_backend_pid()
           AND application_name NOT LIKE 'xmin-sync%'`,
       [],
       { timeoutMs: 10_000 },
     );
-    return { latencyMs, activeBackends: rows[0]!.n };
+    return { latencyMs: times.sort((a, b) => a - b)[1]!, activeBackends: rows[0]!.n };
   }
 
   close(): Promise<void> {
