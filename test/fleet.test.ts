@@ -196,7 +196,7 @@ tables:
     assert.match(r.stderr, /"msg":"worker stopped"/);
     // Its lease is gone with it: nothing of the queue stays active.
     const active = await target.sql<{ n: number }>(
-      "SELECT count(*)::int AS n FROM xmin_sync_queue.job WHERE state = 'active' AND name LIKE 'xmin-sync.%'",
+      "SELECT count(*)::int AS n FROM xmin_sync_queue.job WHERE state = 'active' AND name LIKE 'xmin-sync/%'",
     );
     assert.equal(active[0]!.n, 0, "no job left running");
   });

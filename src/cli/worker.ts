@@ -31,13 +31,19 @@ export async function runWorkerCommand(flags: WorkerFlags): Promise<number> {
   const pollMs = parseSeconds("--poll", flags.poll, 0.05) * 1000;
   const shutdownMs = parseSeconds("--shutdown-timeout", flags.shutdownTimeout, 0) * 1000;
   const cronSeconds = parseSeconds("--cron-check", flags.cronCheck, 1, 45);
-  const busyBackends = parseSeconds("--busy-backends", flags.busyBackends, 1);
+  const busyBackends = Number(flags.busyBackends);
+  if (!Number.isInteger(busyBackends) || busyBackends < 1)
+    throw new InputError(
+      `--busy-backends takes a whole number of at least 1, not ${JSON.stringify(flags.busyBackends)}`,
+    );
 
   const specs = tablesFromConfig(config);
   const tables: WorkerTable[] = [];
   config.tables.forEach((t, i) => {
     if (t.schedule || t.every)
-      tables.push(workerTable(specs[i]!, t.every ? durationMs(t.every) : undefined, t.schedule));
+      tables.push(
+        workerTable(target, specs[i]!, t.every ? durationMs(t.every) : undefined, t.schedule),
+      );
   });
   const unscheduled = specs.length - tables.length;
   if (unscheduled > 0)

@@ -10,6 +10,21 @@ import type { Logger } from "../log.js";
 const LEASE_CLASS = 0x786d6c73;
 
 /**
+ * Runs `fn` while holding the fleet's start lock: workers that start at once
+ * would otherwise create the same pg-boss queues and partitions at once,
+ * which can deadlock.
+ */
+export async function whileStarting<T>(controlUrl: string, fn: () => Promise<T>): Promise<T> {
+  const client = await connect(controlUrl, "target", { applicationName: "xmin-sync start" });
+  try {
+    await client.query("SELECT pg_advisory_lock($1::int, 0)", [LEASE_CLASS]);
+    return await fn();
+  } finally {
+    await client.end().catch(() => undefined);
+  }
+}
+
+/**
  * Session settings that let the server notice a worker that vanished without
  * closing its connection (a machine lost, a network cut) in about half a
  * minute instead of the kernel's two hours: its leases go with it. A killed

@@ -10,7 +10,7 @@ import type { Logger } from "../log.js";
  * worker and ticks that come while it runs or waits are not stacked up.
  */
 export const QUEUE_SCHEMA = "xmin_sync_queue";
-const QUEUE_PREFIX = "xmin-sync.";
+const QUEUE_PREFIX = "xmin-sync/";
 
 /**
  * A failed run is retried with exponential backoff: pg-boss waits
@@ -26,12 +26,20 @@ export const RETRY = { retryLimit: 8, retryDelay: 2, retryBackoff: true } as con
  */
 const EXPIRE_SECONDS = 23 * 3600;
 
-export function queueName(target: QualifiedName): string {
-  return QUEUE_PREFIX + displayName(target);
-}
-
-export function isOurQueue(name: string): boolean {
-  return name.startsWith(QUEUE_PREFIX);
+/**
+ * A table's queue: the target database and the table, so that workers of
+ * two targets can share a control database without sharing tables
+ * (`xmin-sync/warehouse:5432/analytics/raw_data.ticker`).
+ */
+export function queueName(targetUrl: string, target: QualifiedName): string {
+  let where = "target";
+  try {
+    const u = new URL(targetUrl);
+    where = `${u.hostname}:${u.port || "5432"}/${decodeURIComponent(u.pathname.slice(1))}`;
+  } catch {
+    // Not a URL (a libpq keyword string): one namespace for such targets.
+  }
+  return `${QUEUE_PREFIX}${where}/${displayName(target)}`;
 }
 
 /**
@@ -87,9 +95,11 @@ export interface ScheduledTable {
 }
 
 /**
- * Creates each table's queue and puts the config's cron schedules in place:
- * every worker does this at start, so the last one started wins. Schedules
- * of tables no longer in the config are removed.
+ * Creates each table's queue and puts the config's cron schedules in place
+ * (every worker does this at start: the last one started wins). A table that
+ * now runs `every:` loses its cron schedule. A table removed from the config
+ * keeps its schedule, harmlessly: its queue holds one job at most and no
+ * worker of this config takes it (other configs may share the queue).
  */
 export async function prepareQueues(
   boss: PgBoss,
@@ -106,13 +116,11 @@ export async function prepareQueues(
         if (!(await boss.getQueue(t.queue))) throw err;
       });
     }
-  }
-  const wanted = new Map(tables.filter((t) => t.schedule).map((t) => [t.queue, t]));
-  for (const s of await boss.getSchedules()) {
-    if (isOurQueue(s.name) && !wanted.has(s.name)) await boss.unschedule(s.name);
-  }
-  for (const t of wanted.values()) {
-    await boss.schedule(t.queue, t.schedule!, { table: displayName(t.target) }, { tz: timezone });
+    if (t.schedule) {
+      await boss.schedule(t.queue, t.schedule, { table: displayName(t.target) }, { tz: timezone });
+    } else {
+      await boss.unschedule(t.queue);
+    }
   }
 }
 

@@ -9,7 +9,7 @@ import { ensureProjectSchema } from "../target/project.js";
 import { connect } from "../db/connect.js";
 import { Activity } from "./activity.js";
 import { ParallelismController, SourceProbe } from "./adaptive.js";
-import { Leases } from "./lease.js";
+import { Leases, whileStarting } from "./lease.js";
 import {
   ControlDb,
   JOB_TABLE,
@@ -109,18 +109,22 @@ export class Worker {
       await target.end().catch(() => undefined);
     }
     const db = new ControlDb(opts.control);
-    let boss: PgBoss | undefined;
-    try {
-      boss = await startBoss(db, opts.logger, {
+    const boss = await whileStarting(opts.control, async () => {
+      const b = await startBoss(db, opts.logger, {
         cronSeconds: opts.cronSeconds,
         maintenanceSeconds: 60,
       });
-      await prepareQueues(boss, opts.tables, opts.timezone);
-    } catch (err) {
-      await boss?.stop({ graceful: false }).catch(() => undefined);
+      try {
+        await prepareQueues(b, opts.tables, opts.timezone);
+        return b;
+      } catch (err) {
+        await b.stop({ graceful: false }).catch(() => undefined);
+        throw err;
+      }
+    }).catch(async (err) => {
       await db.close();
       throw err;
-    }
+    });
     const worker = new Worker(
       opts,
       db,
@@ -160,6 +164,9 @@ export class Worker {
       this.opts.logger.info({ running: this.running.size }, "stopping: no new work");
       this.wakeUp?.();
     }
+    // The loop ends first, so that no table starts once we wait for them.
+    // A loop stuck on a control database that stopped answering is left.
+    await within(this.done, 10_000);
     const runs = () => Promise.all([...this.running.values()].map((r) => r.done));
     const finished = await within(runs(), opts.now ? 0 : this.opts.shutdownMs);
     if (!finished) {
@@ -175,8 +182,7 @@ export class Worker {
         }
       }
     }
-    await this.done;
-    await this.boss.stop({ graceful: false, wait: true }).catch(() => undefined);
+    await within(this.boss.stop({ graceful: false, wait: true }), 10_000).catch(() => undefined);
     await Promise.all([this.leases.close(), this.activity.close(), this.probe.close()]);
     await this.db.close();
     this.opts.logger.info("worker stopped");
@@ -415,7 +421,12 @@ async function within(p: Promise<unknown>, ms: number): Promise<boolean> {
   }
 }
 
-export function workerTable(spec: TableSpec, everyMs?: number, schedule?: string): WorkerTable {
+export function workerTable(
+  targetUrl: string,
+  spec: TableSpec,
+  everyMs?: number,
+  schedule?: string,
+): WorkerTable {
   const target: QualifiedName = spec.target ?? spec.source;
-  return { spec, target, queue: queueName(target), schedule, everyMs };
+  return { spec, target, queue: queueName(targetUrl, target), schedule, everyMs };
 }
