@@ -28,12 +28,19 @@ describe("two workers sharing a schedule", () => {
   const clients: pg.Client[] = [];
 
   const startWorker = () => {
-    const w = spawnCli(["worker", "--config", config, "--poll", "0.2", "--cron-check", "1"], {
-      env: { LOG_LEVEL: "info" },
-    });
+    const w = spawnCli(
+      [
+        ...["worker", "--config", config, "--poll", "0.2", "--cron-check", "1"],
+        ...["--http", "127.0.0.1:0"],
+      ],
+      { env: { LOG_LEVEL: "info" } },
+    );
     workers.push(w);
     return w;
   };
+  /** The worker's status endpoint, from its log. */
+  const endpoint = (w: ReturnType<typeof spawnCli>) =>
+    waitFor("the worker's endpoint", async () => /"url":"(http:[^"]+)"/.exec(w.stderr())?.[1]);
 
   /** Whether the copy has the source's rows (as text, in key order). */
   const converged = async (table: string) => {
@@ -166,6 +173,15 @@ tables:
     const victim = workers.find((w) => w.child.pid === victimPid);
     assert.ok(victim, `the run is one of our workers' (pid ${victimPid})`);
     const survivor = workers.find((w) => w !== victim && w.child.exitCode === null)!;
+    // Any worker's page shows the table running, and where.
+    const view = (await (await fetch(`${await endpoint(survivor)}/api/tables`)).json()) as {
+      tables: { table: string; state: string; running: { pid: number } | null }[];
+    };
+    const t1 = view.tables.find((t) => t.table === "fleet.t1")!;
+    assert.equal(t1.state, "running");
+    assert.equal(t1.running?.pid, victimPid);
+    const metrics = await (await fetch(`${await endpoint(survivor)}/metrics`)).text();
+    assert.match(metrics, /^xmin_sync_worker_parallelism [12]$/m);
     const killedAt = new Date();
     victim.child.kill("SIGKILL");
     await victim.done;
