@@ -56,7 +56,11 @@ export class ControlDb implements PgBoss.Db {
   }
 
   async executeSql(text: string, values?: unknown[]): Promise<{ rows: never[] }> {
-    return (await this.conn.query(text, values)) as unknown as { rows: never[] };
+    // A server that stopped answering (a network cut) must not hold the
+    // worker forever: the connection is dropped and opened again.
+    return (await this.conn.query(text, values, { timeoutMs: 120_000 })) as unknown as {
+      rows: never[];
+    };
   }
 
   close(): Promise<void> {
@@ -78,6 +82,12 @@ export async function startBoss(db: ControlDb, logger: Logger, t: BossTimings): 
     supervise: true,
     schedule: true,
     migrate: true,
+    // The run history is the record of runs: finished jobs leave the job
+    // table soon (at every: 1s, 200 tables finish 720,000 jobs an hour),
+    // and the archive keeps them a day.
+    archiveCompletedAfterSeconds: 900,
+    archiveFailedAfterSeconds: 86_400,
+    deleteAfterSeconds: 86_400,
     cronMonitorIntervalSeconds: t.cronSeconds,
     cronWorkerIntervalSeconds: Math.min(5, t.cronSeconds),
     maintenanceIntervalSeconds: t.maintenanceSeconds,
