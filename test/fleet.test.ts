@@ -31,7 +31,7 @@ describe("two workers sharing a schedule", () => {
     const w = spawnCli(
       [
         ...["worker", "--config", config, "--poll", "0.2", "--cron-check", "1"],
-        ...["--http", "127.0.0.1:0"],
+        ...["--http", "127.0.0.1:0", "--shutdown-timeout", "1"],
       ],
       { env: { LOG_LEVEL: "info" } },
     );
@@ -202,15 +202,54 @@ tables:
     assert.ok(await converged("fleet.t1"), "t1 equals the source after the takeover");
   });
 
-  test("SIGTERM: the worker finishes or cancels its table and exits 0", async () => {
+  test("SIGTERM: the worker cancels a table it cannot finish in time, and exits 0", async () => {
     const survivor = workers.find((w) => w.child.exitCode === null && w.child.signalCode === null)!;
-    await source.sql("UPDATE fleet.t2 SET v = 'last' WHERE id <= 10");
-    await waitFor("t2's last change", () => converged("fleet.t2"), 30_000);
+    const watermark = async () =>
+      (
+        await target.sql<{ w: string }>(
+          "SELECT watermark::text AS w FROM xmin_sync.state WHERE target_table = 't2'",
+        )
+      )[0]!.w;
+    await waitFor("t2 up to date", () => converged("fleet.t2"), 30_000);
+    // A run of t2 that cannot finish: its MERGE waits for this lock.
+    const blocker = await target.client();
+    clients.push(blocker);
+    await blocker.query("BEGIN");
+    await blocker.query("LOCK TABLE fleet.t2 IN SHARE MODE");
+    const before = await watermark();
+    await source.sql("UPDATE fleet.t2 SET v = 'not before the shutdown' WHERE id <= 10");
+    await waitFor(
+      "t2's run blocked",
+      async () =>
+        (
+          await target.sql(
+            "SELECT 1 FROM pg_locks WHERE NOT granted AND relation = 'fleet.t2'::regclass",
+          )
+        ).length > 0,
+      30_000,
+    );
+    const stopping = Date.now();
     survivor.child.kill("SIGTERM");
     const r = await survivor.done;
     assert.equal(r.code, 0, `exit code 0 after SIGTERM; stderr: ${r.stderr.slice(-2000)}`);
+    assert.match(r.stderr, /"msg":"cancelling running tables"/);
     assert.match(r.stderr, /"msg":"worker stopped"/);
-    // Its lease is gone with it: nothing of the queue stays active.
+    assert.ok(Date.now() - stopping < 20_000, "within the shutdown timeout and the cancel grace");
+    await blocker.query("COMMIT");
+    // The cancelled run committed nothing: the watermark is where it was,
+    // and its job went back to the queue instead of staying "running".
+    await waitFor(
+      "the cancelled run's connections to go",
+      async () =>
+        (
+          await target.sql(
+            "SELECT 1 FROM pg_stat_activity WHERE application_name LIKE 'xmin-sync%' AND pid <> pg_backend_pid()",
+          )
+        ).length === 0,
+      10_000,
+    );
+    assert.equal(await watermark(), before);
+    assert.equal(await converged("fleet.t2"), false, "the change waits for the next run");
     const active = await target.sql<{ n: number }>(
       "SELECT count(*)::int AS n FROM xmin_sync_queue.job WHERE state = 'active' AND name LIKE 'xmin-sync/%'",
     );

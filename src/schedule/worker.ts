@@ -52,7 +52,7 @@ const ENSURE_MS = 5000;
 /** How often the source is sampled and the parallelism adjusted. */
 const SAMPLE_MS = 2000;
 /** A cancelled run gets this long to roll back before the worker leaves it to the server. */
-const CANCEL_GRACE_MS = 10_000;
+const CANCEL_GRACE_MS = 5000;
 
 interface Running {
   table: WorkerTable;
