@@ -1,4 +1,4 @@
-import { tmpdir } from "node:os";
+import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import {
@@ -123,7 +123,7 @@ ${Array.from({ length: TABLES }, (_, i) => `  - source: public.copy${i + 1}\n   
   const markdown = `# Adaptive parallelism: backing off under load
 
 \`node dist/bench/backoff.js --quiet ${quietSeconds} --load ${loadSeconds} --clients ${clients} --workers ${values.workers} --max ${values.max}\`,
-${new Date().toISOString().slice(0, 10)}, both servers (Debian's PostgreSQL 15) and the worker on this 2-core machine.
+${new Date().toISOString().slice(0, 10)}, both servers (Debian's PostgreSQL 15) and the worker on this 2-core machine (load average ${loadavg()[0]!.toFixed(1)} at the end: the machine is shared).
 
 One worker, \`workers: ${values.workers}\`, \`minWorkers: 1\`, \`maxWorkers: ${values.max}\`, six tables of 100,000 rows
 copied whole (\`mode: full\`) \`every: 1s\`: always more work than streams. pgbench -c ${clients}

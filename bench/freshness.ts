@@ -1,5 +1,5 @@
 import { performance } from "node:perf_hooks";
-import { tmpdir } from "node:os";
+import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import pg from "pg";
@@ -141,7 +141,7 @@ tables:
   const markdown = `# Freshness: source commit to visible in the target
 
 \`node dist/bench/freshness.js --scale ${scale} --probes ${probes} --clients ${clients} --every ${values.every}\`,
-${new Date().toISOString().slice(0, 10)}, both servers (Debian's PostgreSQL 15) and the worker on this machine.
+${new Date().toISOString().slice(0, 10)}, both servers (Debian's PostgreSQL 15) and the worker on this machine (load average ${loadavg()[0]!.toFixed(1)} at the end: the machine is shared).
 
 - table: pgbench_accounts, ${rows.toLocaleString("en-US")} rows; first copy ${fullLoadSeconds.toFixed(1)} s
 - one worker, \`every: ${values.every}\`, \`--poll 0.2\`; pgbench -c ${clients} on the source meanwhile (${tps} tps)
