@@ -27,6 +27,8 @@ import type {
 import type { TuningInput } from "../sync/tuning.js";
 import { resolveTuning } from "../sync/tuning.js";
 import { oneLine } from "./output.js";
+import { registerFleetCommands } from "./fleet.js";
+import type { HistoryOptions } from "../target/history.js";
 
 /**
  * Exit codes: 0 every table ok; 1 a table failed while it ran; 2 bad input
@@ -214,6 +216,8 @@ interface Resolved {
   waitForLock: boolean;
   waitTimeoutMs?: number;
   tuning: TuningInput;
+  /** Run history retention; runs from the command line are recorded as "cli". */
+  history: HistoryOptions;
 }
 
 /** Connections, tables (patterns matched against the source's catalog) and settings of a command. */
@@ -227,6 +231,7 @@ async function resolveRequest(
   let waitForLock = false;
   let waitTimeoutMs: number | undefined;
   let tuning: TuningInput = {};
+  const history: HistoryOptions = { process: "cli" };
   const flagSettings = [t.common, ...t.tables].some(
     (s) => s.key !== undefined || s.mode !== undefined || s.cursor !== undefined,
   );
@@ -239,6 +244,7 @@ async function resolveRequest(
     }
     source ??= config.source;
     target ??= config.target;
+    history.retention = config.historyRetention;
     waitForLock = config.waitForLock ?? false;
     if (config.waitTimeout) waitTimeoutMs = parseWaitTimeout(config.waitTimeout, "waitTimeout");
     tuning = tuningFromConfig(config, flags.config);
@@ -275,6 +281,7 @@ async function resolveRequest(
     waitForLock,
     ...(waitTimeoutMs !== undefined ? { waitTimeoutMs } : {}),
     tuning,
+    history,
   };
 }
 
@@ -349,6 +356,7 @@ function syncCommand(program: Command, state: State) {
           onProgress: progress.onProgress,
           logger,
           signal: interrupt.signal,
+          history: req.history,
         });
       } catch (err) {
         if (!interrupt.received()) throw err;
@@ -455,6 +463,7 @@ function validateCommand(program: Command, state: State) {
         sampleSize,
         ...(maxLag ? { maxLag } : {}),
         logger,
+        history: req.history,
       });
       for (const r of reports) write(flags.json ? JSON.stringify(r) : formatReport(r));
       // 0: every copy holds what its last sync saw (lag within --max-lag);
@@ -468,6 +477,8 @@ function validateCommand(program: Command, state: State) {
   );
 }
 
+const collect = (value: string, previous: string[] = []) => [...previous, value];
+
 function statusCommand(program: Command) {
   const cmd = program
     .command("status")
@@ -478,19 +489,41 @@ function statusCommand(program: Command) {
       "--target <url>",
       "target database URL (default: the config's, else $TARGET_DATABASE_URL)",
     )
-    .option("--config <file>", "YAML config file (for its target)");
+    .option("--config <file>", "YAML config file (for its target)")
+    .option("--history", "print the run history, newest first")
+    .option(
+      "--table <schema.table>",
+      "with --history: this target table only (repeatable)",
+      collect,
+      [],
+    )
+    .option("--limit <n>", "with --history: at most this many runs", "50");
   jsonFlag(cmd, "print one JSON object per table on stdout");
   examples(cmd, [
     "xmin-sync status --target postgres://loader@dw/wh",
     "xmin-sync status --config sync.yaml --json",
   ]);
-  cmd.action(async (flags: { target?: string; config?: string; json?: boolean }) => {
-    let target = flags.target;
-    if (!target && flags.config) target = (await loadConfig(flags.config)).target;
-    target = resolveDatabaseUrl("target", target);
-    const { status } = await import("./status.js");
-    await status(target, { json: flags.json ?? false });
-  });
+  cmd.action(
+    async (flags: {
+      target?: string;
+      config?: string;
+      json?: boolean;
+      history?: boolean;
+      table: string[];
+      limit: string;
+    }) => {
+      let target = flags.target;
+      if (!target && flags.config) target = (await loadConfig(flags.config)).target;
+      target = resolveDatabaseUrl("target", target);
+      if (flags.history) {
+        const { printHistory } = await import("./history.js");
+        const limit = parsePositiveInt("--limit", flags.limit);
+        return printHistory(target, { table: flags.table, json: flags.json ?? false, limit });
+      }
+      const { status } = await import("./status.js");
+      await status(target, { json: flags.json ?? false });
+    },
+  );
 }
 
 interface DiscoverFlags {
@@ -503,7 +536,6 @@ interface DiscoverFlags {
 
 /** --source, --schema, --table patterns and --exclude, for list and init. */
 function discoverFlags(cmd: Command) {
-  const collect = (value: string, previous: string[] = []) => [...previous, value];
   return cmd
     .option(
       "--source <url>",
@@ -742,6 +774,7 @@ export function buildProgram(state: State, lastError: { message?: string } = {})
   initCommand(program);
   benchCommand(program);
   demoCommand(program);
+  registerFleetCommands(program, state);
   return program;
 }
 

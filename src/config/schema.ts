@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { checkName, parseQualifiedName } from "../db/quote.js";
+import { cronProblem, durationMs, isTimeZone } from "../schedule/timing.js";
 import { parseTablePattern } from "./patterns.js";
 
 /** A string that `parse` accepts; its error, on the key's line, when not. */
@@ -28,30 +29,38 @@ const duration = z.string().regex(/^\d+[smhd]$/, "expected a duration like 30s, 
 /** `schema.table` as parseQualifiedName takes it; checked here so errors carry the line. */
 const tableName = parsedBy(parseQualifiedName);
 
-export const tableSchema = z.strictObject({
-  source: tableName,
-  target: tableName.optional(),
-  key: identifierList.optional(),
-  mode: z.enum(["auto", "xmin", "timestamp", "full"]).optional(),
-  cursor: identifier.optional(),
-  lookback: z
-    .union([
-      z.number().min(0),
-      z.string().regex(/^\d+[smhd]$/, "expected a duration like 30s, 5m, 1h"),
-    ])
-    .optional(),
-  deletes: z.enum(["ignore", "hard", "soft"]).optional(),
-  /** Look for deletes every run (default), every N runs, or once per duration. */
-  deleteCheckEvery: z
-    .union([
-      z.number().int().min(1),
-      z.string().regex(/^\d+[smhd]$/, "expected a number of runs or a duration like 15m, 6h, 1d"),
-    ])
-    .optional(),
-  schedule: z.string().min(1).optional(),
-  schemaChanges: z.enum(["evolve", "fail"]).optional(),
-  droppedColumns: z.enum(["keep", "drop"]).optional(),
-});
+/** An interval for `every:`: at least a second (the worker ticks per second). */
+const every = z
+  .string()
+  .regex(/^\d+[smhd]$/, "expected an interval like 30s, 5m, 1h")
+  .refine((v) => (durationMs(v) ?? 0) >= 1000, "must be at least 1s");
+
+export const tableSchema = z
+  .strictObject({
+    source: tableName,
+    target: tableName.optional(),
+    key: identifierList.optional(),
+    mode: z.enum(["auto", "xmin", "timestamp", "full"]).optional(),
+    cursor: identifier.optional(),
+    lookback: z.union([z.number().min(0), duration]).optional(),
+    deletes: z.enum(["ignore", "hard", "soft"]).optional(),
+    /** Look for deletes every run (default), every N runs, or once per duration. */
+    deleteCheckEvery: z
+      .union([
+        z.number().int().min(1),
+        z.string().regex(/^\d+[smhd]$/, "expected a number of runs or a duration like 15m, 6h, 1d"),
+      ])
+      .optional(),
+    /** Worker: a cron expression (in the config's timezone), or `every`, not both. */
+    schedule: z.string().min(1).optional(),
+    every: every.optional(),
+    schemaChanges: z.enum(["evolve", "fail"]).optional(),
+    droppedColumns: z.enum(["keep", "drop"]).optional(),
+  })
+  .refine((t) => t.schedule === undefined || t.every === undefined, {
+    message: "give schedule or every, not both",
+    path: ["every"],
+  });
 
 export const configSchema = z
   .strictObject({
@@ -73,6 +82,15 @@ export const configSchema = z
     include: z.array(tablePattern).min(1).optional(),
     /** Patterns of source tables to leave out of `include:` and `tables:`. */
     exclude: z.array(tablePattern).optional(),
+    /** Where the worker's queue lives (pg-boss); default: the target. */
+    control: z.string().min(1).optional(),
+    /** Time zone of the tables' cron schedules; default UTC. */
+    timezone: z
+      .string()
+      .refine(isTimeZone, "unknown time zone (expected an IANA name such as Europe/Paris)")
+      .optional(),
+    /** How long the run history keeps a run; default 30d. */
+    historyRetention: duration.optional(),
   })
   .superRefine((c, ctx) => {
     if (c.tables === undefined && c.include === undefined) {
@@ -91,6 +109,12 @@ export const configSchema = z
         ctx.addIssue({ code: "custom", message: `${a} is more than ${hi} (${b})`, path: [lo] });
       }
     }
+    // Cron expressions are checked in the config's time zone.
+    c.tables?.forEach((t, i) => {
+      const problem = t.schedule && cronProblem(t.schedule, c.timezone);
+      if (problem)
+        ctx.addIssue({ code: "custom", message: problem, path: ["tables", i, "schedule"] });
+    });
   });
 
 export type ConfigFile = z.infer<typeof configSchema>;

@@ -9,6 +9,7 @@ import { InputError } from "../input-error.js";
 import { silentLogger, type Logger } from "../log.js";
 import { SourceRun, StorageChangedError } from "../source/run.js";
 import { SchemaChangedError } from "./evolve.js";
+import { recordRun } from "../target/history.js";
 import { LockLostError } from "../target/lock.js";
 import { backendPid, lockOnHolder, lockOnOwnConnection, type TableLock } from "./locks.js";
 import { StaleSnapshotError } from "./stale.js";
@@ -90,27 +91,29 @@ export async function sync(asked: SyncOptions): Promise<TableResult[]> {
     // worker busy. A table waiting for another run's lock takes no slot.
     const run: RunShared = { opts, logger, pool: pLimit(tuning.workers), tuning, shared };
     const tables = pLimit(tuning.workers);
-    const results = await Promise.all(
-      opts.tables.map(async (spec) => {
-        const started = Date.now();
-        let lock = locks.get(spec)!;
-        const waited = lock === "wait";
-        if (lock === "wait") {
-          try {
-            lock = await lockOnOwnConnection(opts.target, targetOf(spec), {
-              wait: true,
-              timeoutMs: opts.waitTimeoutMs,
-              signal,
-              logger,
-            });
-          } catch (err) {
-            return failed(run, spec, err, started, "waiting for another run");
-          }
+    const runTable = async (spec: TableSpec): Promise<TableResult> => {
+      const started = Date.now();
+      let lock = locks.get(spec)!;
+      const waited = lock === "wait";
+      if (lock === "wait") {
+        try {
+          lock = await lockOnOwnConnection(opts.target, targetOf(spec), {
+            wait: true,
+            timeoutMs: opts.waitTimeoutMs,
+            signal,
+            logger,
+          });
+        } catch (err) {
+          return failed(run, spec, err, started, "waiting for another run");
         }
-        if (lock instanceof Error) return failed(run, spec, lock, started, "locking");
-        const held = lock;
-        return tables(() => syncOne(run, spec, held, started, !waited));
-      }),
+      }
+      if (lock instanceof Error) return failed(run, spec, lock, started, "locking");
+      const held = lock;
+      return tables(() => syncOne(run, spec, held, started, !waited));
+    };
+    // Every table's run lands in the history, whatever became of it.
+    const results = await Promise.all(
+      opts.tables.map(async (spec) => recordRun(opts, spec, await runTable(spec))),
     );
     return checked.results(results);
   } finally {

@@ -1,5 +1,6 @@
 import type { QualifiedName } from "../db/quote.js";
 import type { Logger } from "../log.js";
+import type { HistoryOptions } from "../target/history.js";
 import type { Tuning } from "./tuning.js";
 
 export type Mode = "auto" | "xmin" | "timestamp" | "full";
@@ -86,6 +87,8 @@ export interface SyncOptions {
   massDeleteShare?: number;
   /** How long to wait for a lock on a source table before giving up (default 60 s). */
   sourceLockTimeoutMs?: number;
+  /** Run history retention and who ran it. */
+  history?: HistoryOptions;
 }
 
 /** What one table's run did; the CLI prints it as one JSON line. */

@@ -86,6 +86,52 @@ const MIGRATIONS: string[] = [
      FOREIGN KEY (target_schema, target_table)
        REFERENCES xmin_sync.first_load ON DELETE CASCADE
    )`,
+  // Run history: one row per sync or validation of a table, from any entry
+  // point (CLI, library, worker), kept for a bounded time (history.ts); and
+  // the worker's runs in progress with their bytes so far, for the status page.
+  `CREATE TABLE xmin_sync.history (
+     id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+     kind text NOT NULL,
+     target_schema text NOT NULL,
+     target_table text NOT NULL,
+     source_table text NOT NULL,
+     started_at timestamptz NOT NULL,
+     finished_at timestamptz NOT NULL,
+     duration_ms bigint NOT NULL,
+     mode text,
+     reason text,
+     rows_copied bigint,
+     inserted bigint,
+     updated bigint,
+     deleted bigint,
+     watermark_before text,
+     watermark_after text,
+     status text NOT NULL,
+     error text,
+     integrity_score double precision,
+     report jsonb,
+     host text NOT NULL,
+     pid int NOT NULL,
+     process text NOT NULL
+   );
+   -- A table's last runs of a kind, its last error, and retention: each an
+   -- index probe, however many runs a table has (every: 1s is 86,400 a day).
+   CREATE INDEX history_table_idx ON xmin_sync.history (target_schema, target_table, kind, id);
+   CREATE INDEX history_errors_idx ON xmin_sync.history (target_schema, target_table, id)
+     WHERE status <> 'ok';
+   CREATE INDEX history_finished_idx ON xmin_sync.history (finished_at);
+   CREATE TABLE xmin_sync.activity (
+     target_schema text NOT NULL,
+     target_table text NOT NULL,
+     host text NOT NULL,
+     pid int NOT NULL,
+     process text NOT NULL,
+     started_at timestamptz NOT NULL DEFAULT now(),
+     bytes bigint NOT NULL DEFAULT 0,
+     estimated_bytes bigint,
+     updated_at timestamptz NOT NULL DEFAULT now(),
+     PRIMARY KEY (target_schema, target_table)
+   )`,
 ];
 
 /**

@@ -12,6 +12,7 @@ import type { TableSpec } from "../sync/types.js";
 import { checkTargetTable, readTargetTable, SOURCE_DELETED_AT } from "../target/ddl.js";
 import { lockTargetTable } from "../target/lock.js";
 import { readState } from "../target/state.js";
+import { recordValidation, type HistoryOptions } from "../target/history.js";
 import { deepCompare, type DeepResult, type Difference } from "./deep.js";
 import { quoteIdent } from "../db/quote.js";
 import { createRepairer } from "./repair.js";
@@ -40,6 +41,8 @@ export interface ValidateOptions {
   /** Fail when the copy trails by more than this (default: lag never fails). */
   maxLag?: MaxLag;
   logger?: Logger;
+  /** Run history retention and who ran it. */
+  history?: HistoryOptions;
 }
 
 export interface ValidationReport {
@@ -116,6 +119,7 @@ export async function validate(opts: ValidateOptions): Promise<ValidationReport[
           error: describeError(err),
         });
       }
+      await recordValidation(opts, spec, reports.at(-1)!);
     }
   } finally {
     await run.close();

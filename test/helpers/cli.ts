@@ -59,7 +59,9 @@ export function spawnCli(args: string[], opts: { env?: NodeJS.ProcessEnv; cwd?: 
       resolve({ code, stdout, stderr, json });
     });
   });
-  return { child, done };
+  /** What the process wrote on stderr so far (for long-running commands). */
+  const stderrSoFar = () => stderr;
+  return { child, done, stderr: stderrSoFar };
 }
 
 /** Kills (SIGKILL) the runs a test started that are still running, and waits for them. */
