@@ -95,6 +95,8 @@ export class PreflightError extends InputError {}
  */
 export async function preflight(opts: CheckOptions & { logger?: Logger }): Promise<{
   runnable: TableSpec[];
+  /** The tables refused, with their results. */
+  refused: { spec: TableSpec; result: TableResult }[];
   results: (ran: TableResult[]) => TableResult[];
 }> {
   const logger = opts.logger ?? silentLogger;
@@ -116,6 +118,10 @@ export async function preflight(opts: CheckOptions & { logger?: Logger }): Promi
   });
   return {
     runnable: opts.tables.filter((_, i) => !refused[i]),
+    refused: opts.tables.flatMap((spec, i) => {
+      const result = refused[i];
+      return result ? [{ spec, result }] : [];
+    }),
     results(ran) {
       const next = ran[Symbol.iterator]();
       return refused.map((r) => r ?? (next.next().value as TableResult));

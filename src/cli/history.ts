@@ -1,3 +1,4 @@
+import { oneLine } from "./output.js";
 import { connect } from "../db/connect.js";
 import { parseQualifiedName, type QualifiedName } from "../db/quote.js";
 import { InputError } from "../input-error.js";
@@ -39,7 +40,7 @@ export function formatHistoryRow(r: HistoryRow): string {
   const secs = `${(r.durationMs / 1000).toFixed(1)}s`;
   const by = `${r.process} ${r.host}:${r.pid}`;
   if (r.status !== "ok")
-    return `${head}  ${r.kind} ${r.mode ?? ""}  ${secs}  ${by}\n      ${r.error}`;
+    return `${head}  ${r.kind} ${r.mode ?? ""}  ${secs}  ${by}\n      ${oneLine(r.error ?? "")}`;
   if (r.kind === "validate") {
     const synced = r.report?.isSynchronized ? "synchronized" : "DIFFERENT";
     return `${head}  validate ${r.mode}: integrity ${r.integrityScore} (${synced})  ${secs}  ${by}`;

@@ -495,7 +495,6 @@ function statusCommand(program: Command) {
       "--table <schema.table>",
       "with --history: this target table only (repeatable)",
       collect,
-      [],
     )
     .option("--limit <n>", "with --history: at most this many runs", "50");
   jsonFlag(cmd, "print one JSON object per table on stdout");
@@ -509,7 +508,7 @@ function statusCommand(program: Command) {
       config?: string;
       json?: boolean;
       history?: boolean;
-      table: string[];
+      table?: string[];
       limit: string;
     }) => {
       let target = flags.target;
@@ -518,7 +517,7 @@ function statusCommand(program: Command) {
       if (flags.history) {
         const { printHistory } = await import("./history.js");
         const limit = parsePositiveInt("--limit", flags.limit);
-        return printHistory(target, { table: flags.table, json: flags.json ?? false, limit });
+        return printHistory(target, { table: flags.table ?? [], json: flags.json ?? false, limit });
       }
       const { status } = await import("./status.js");
       await status(target, { json: flags.json ?? false });

@@ -90,7 +90,10 @@ export const configSchema = z
       .refine(isTimeZone, "unknown time zone (expected an IANA name such as Europe/Paris)")
       .optional(),
     /** How long the run history keeps a run; default 30d. */
-    historyRetention: duration.optional(),
+    historyRetention: z
+      .string()
+      .regex(/^\d+[smhd]$/, "expected a duration like 12h, 30d")
+      .optional(),
   })
   .superRefine((c, ctx) => {
     if (c.tables === undefined && c.include === undefined) {

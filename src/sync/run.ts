@@ -50,6 +50,9 @@ export async function sync(asked: SyncOptions): Promise<TableResult[]> {
   // written: a table refused there has its result, the others run.
   const checked = await preflight({ ...asked, logger });
   const opts = { ...asked, tables: checked.runnable };
+  // A refused table's run is over: it goes to the history now (a target
+  // that never had a sync has none, and is left as it was).
+  await Promise.all(checked.refused.map((r) => recordRun(asked, r.spec, r.result)));
   if (opts.tables.length === 0) return checked.results([]);
 
   // Fail early, with nothing written, when the target is unreachable. The
