@@ -6,6 +6,7 @@ import {
   requestFromConfig,
   requestFromFlags,
   resolveTables,
+  guardsFromConfig,
   schemaPolicy,
   tuningFromConfig,
   type TableFlag,
@@ -218,6 +219,8 @@ interface Resolved {
   tuning: TuningInput;
   /** Run history retention; runs from the command line are recorded as "cli". */
   history: HistoryOptions;
+  /** The config's sourceLockTimeout and maxDeleteShare. */
+  guards: ReturnType<typeof guardsFromConfig>;
 }
 
 /** Connections, tables (patterns matched against the source's catalog) and settings of a command. */
@@ -232,6 +235,7 @@ async function resolveRequest(
   let waitTimeoutMs: number | undefined;
   let tuning: TuningInput = {};
   const history: HistoryOptions = { process: "cli" };
+  let guards: Resolved["guards"] = {};
   const flagSettings = [t.common, ...t.tables].some(
     (s) => s.key !== undefined || s.mode !== undefined || s.cursor !== undefined,
   );
@@ -245,6 +249,7 @@ async function resolveRequest(
     source ??= config.source;
     target ??= config.target;
     history.retention = config.historyRetention;
+    guards = guardsFromConfig(config);
     waitForLock = config.waitForLock ?? false;
     if (config.waitTimeout) waitTimeoutMs = parseWaitTimeout(config.waitTimeout, "waitTimeout");
     tuning = tuningFromConfig(config, flags.config);
@@ -282,6 +287,7 @@ async function resolveRequest(
     ...(waitTimeoutMs !== undefined ? { waitTimeoutMs } : {}),
     tuning,
     history,
+    guards,
   };
 }
 
@@ -308,7 +314,11 @@ function syncCommand(program: Command, state: State) {
       "parallel COPY streams (default: $DEFAULT_WORKERS, or one per core up to 8)",
     )
     .option("--wait", "wait for another run on the same table instead of failing")
-    .option("--wait-timeout <duration>", "with --wait: give up after this long (30s, 10m, 1h)");
+    .option("--wait-timeout <duration>", "with --wait: give up after this long (30s, 10m, 1h)")
+    .option(
+      "--allow-mass-delete",
+      "commit deletes of more than maxDeleteShare of a target's rows even when the source does not confirm them",
+    );
   policyFlags(cmd);
   jsonFlag(cmd, "print one JSON object per table on stdout");
   examples(cmd, [
@@ -324,6 +334,7 @@ function syncCommand(program: Command, state: State) {
           full?: boolean;
           wait?: boolean;
           waitTimeout?: string;
+          allowMassDelete?: boolean;
           workers?: string;
           exclude?: string[];
         },
@@ -357,6 +368,8 @@ function syncCommand(program: Command, state: State) {
           logger,
           signal: interrupt.signal,
           history: req.history,
+          ...req.guards,
+          allowMassDelete: flags.allowMassDelete ?? false,
         });
       } catch (err) {
         if (!interrupt.received()) throw err;

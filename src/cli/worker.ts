@@ -1,6 +1,6 @@
 import { availableParallelism } from "node:os";
 import { loadConfig } from "../config/load.js";
-import { tablesFromConfig } from "../config/resolve.js";
+import { guardsFromConfig, tablesFromConfig } from "../config/resolve.js";
 import type { ConfigFile } from "../config/schema.js";
 import { describeError } from "../db/connect.js";
 import { InputError } from "../input-error.js";
@@ -77,6 +77,7 @@ export async function runWorkerCommand(flags: WorkerFlags): Promise<number> {
     batches: { minBatchSize: config.minBatchSize, maxBatchSize: config.maxBatchSize },
     busyBackends,
     history: { process: "worker", retention: config.historyRetention },
+    guards: guardsFromConfig(config),
     logger,
     pollMs,
     shutdownMs,

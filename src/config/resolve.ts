@@ -6,7 +6,8 @@ import {
 } from "../db/quote.js";
 import { InputError } from "../input-error.js";
 import { resolveTuning, type TuningInput } from "../sync/tuning.js";
-import type { DroppedColumns, Mode, SchemaChanges, TableSpec } from "../sync/types.js";
+import type { DroppedColumns, Mode, SchemaChanges, SyncOptions, TableSpec } from "../sync/types.js";
+import { parseDuration } from "./duration.js";
 import {
   byName,
   excluded,
@@ -232,5 +233,17 @@ export function tuningFromConfig(
     maxWorkers: config.maxWorkers,
     minBatchSize: lo,
     maxBatchSize: hi,
+  };
+}
+
+/** The config's safety settings, as sync() takes them (only those it sets). */
+export function guardsFromConfig(
+  config: ConfigFile,
+): Pick<SyncOptions, "sourceLockTimeoutMs" | "massDeleteShare"> {
+  const lockSeconds =
+    config.sourceLockTimeout !== undefined ? parseDuration(config.sourceLockTimeout) : null;
+  return {
+    ...(lockSeconds !== null ? { sourceLockTimeoutMs: lockSeconds * 1000 } : {}),
+    ...(config.maxDeleteShare !== undefined ? { massDeleteShare: config.maxDeleteShare } : {}),
   };
 }

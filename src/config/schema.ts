@@ -77,6 +77,10 @@ export const configSchema = z
     droppedColumns: z.enum(["keep", "drop"]).optional(),
     /** With waitForLock: give up after this long. */
     waitTimeout: duration.optional(),
+    /** How long a run waits for its ACCESS SHARE lock on a source table (default 60s). */
+    sourceLockTimeout: duration.optional(),
+    /** Share of a target's rows above which deletes need the source's confirmation (default 0.5). */
+    maxDeleteShare: z.number().gt(0).max(1).optional(),
     tables: z.array(tableSchema).min(1).optional(),
     /** Source tables by pattern (`fds.*`, `fds.*:raw_data.*`), with default settings. */
     include: z.array(tablePattern).min(1).optional(),

@@ -1,13 +1,10 @@
 import cronParser from "cron-parser";
-
-const UNIT_MS: Record<string, number> = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
-
-export const DURATION = /^(\d+)([smhd])$/;
+import { parseDuration } from "../config/duration.js";
 
 /** `30s`, `5m`, `1h`, `1d` in milliseconds; undefined when it is not one. */
 export function durationMs(text: string): number | undefined {
-  const m = DURATION.exec(text);
-  return m ? Number(m[1]) * UNIT_MS[m[2]!]! : undefined;
+  const seconds = parseDuration(text);
+  return seconds === null ? undefined : seconds * 1000;
 }
 
 /**

@@ -3,7 +3,7 @@ import { describeError } from "../db/connect.js";
 import { displayName, type QualifiedName } from "../db/quote.js";
 import type { Logger } from "../log.js";
 import { sync } from "../sync/run.js";
-import type { TableSpec } from "../sync/types.js";
+import type { SyncOptions, TableSpec } from "../sync/types.js";
 import { recordFailure, type HistoryOptions } from "../target/history.js";
 import { ensureProjectSchema } from "../target/project.js";
 import { connect } from "../db/connect.js";
@@ -36,6 +36,8 @@ export interface WorkerOptions {
   /** Busy when this many other backends are active on the source. */
   busyBackends: number;
   history: HistoryOptions;
+  /** The config's sourceLockTimeout and maxDeleteShare, as sync() takes them. */
+  guards: Pick<SyncOptions, "sourceLockTimeoutMs" | "massDeleteShare">;
   logger: Logger;
   /** How often the worker looks for due tables. */
   pollMs: number;
@@ -315,6 +317,7 @@ export class Worker {
         signal: r.abort.signal,
         logger,
         history: this.opts.history,
+        ...this.opts.guards,
         onProgress: (e) => {
           const before = this.progressBytes.get(queue) ?? 0;
           this.bytesSinceSample += Math.max(0, e.bytes - before);

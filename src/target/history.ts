@@ -1,5 +1,6 @@
 import { hostname } from "node:os";
 import type pg from "pg";
+import { parseDuration } from "../config/duration.js";
 import { connect, describeError } from "../db/connect.js";
 import { displayName, type QualifiedName } from "../db/quote.js";
 import { silentLogger, type Logger } from "../log.js";
@@ -17,16 +18,14 @@ export interface HistoryOptions {
 
 export const DEFAULT_RETENTION = "30d";
 
-const UNIT_SECONDS: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86_400 };
-
 /** A retention duration in seconds; throws on anything else (the config schema checks it first). */
 export function retentionSeconds(retention: string = DEFAULT_RETENTION): number {
-  const m = /^(\d+)([smhd])$/.exec(retention);
-  if (!m)
+  const seconds = parseDuration(retention);
+  if (seconds === null)
     throw new Error(
       `historyRetention: expected a duration like 30d, got ${JSON.stringify(retention)}`,
     );
-  return Number(m[1]) * UNIT_SECONDS[m[2]!]!;
+  return seconds;
 }
 
 interface Entry {
