@@ -1,5 +1,6 @@
 import pino from "pino";
-import { prettyFactory } from "pino-pretty";
+import { createRequire } from "node:module";
+import type PinoPretty from "pino-pretty";
 import { InputError } from "./input-error.js";
 
 export type Logger = pino.Logger;
@@ -39,6 +40,8 @@ export function createLogger(opts: { level?: string; pretty?: boolean } = {}): L
     // Formatted in this thread, synchronously: a worker-thread transport
     // could not write above the progress bars, and may lose the last lines
     // of a process that exits.
+    // Loaded only for a terminal: runs from cron or Airflow start faster without it.
+    const { prettyFactory } = createRequire(import.meta.url)("pino-pretty") as typeof PinoPretty;
     const format = prettyFactory({
       colorize: true,
       singleLine: true,

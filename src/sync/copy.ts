@@ -79,30 +79,41 @@ export async function copyParts(
     format: ctx.format,
     withXmin: read.xmin !== "none",
   });
+  // A part's connections serve the next part on the same slot: the reader
+  // stays in the run's snapshot (its settings are bound anew per part), and
+  // a connection pair costs 50-100 ms to open, on every part's critical path.
+  const idle: { reader: pg.Client; writer: pg.Client }[] = [];
   const settled = await Promise.allSettled(
     (opts.parts ?? ctx.parts).map((part, i) =>
       ctx.pool(async () => {
         signal.throwIfAborted();
-        const reader = await ctx.source.openReader();
-        let writer: pg.Client | undefined;
+        const pair = idle.pop();
+        let reader: pg.Client | undefined = pair?.reader;
+        let writer: pg.Client | undefined = pair?.writer;
         let failed = false;
         try {
-          writer = await connect(ctx.targetUrl, "target");
-          cancelOnAbort(writer, ctx.signal);
+          reader ??= await ctx.source.openReader();
+          if (!writer) {
+            writer = await connect(ctx.targetUrl, "target");
+            cancelOnAbort(writer, ctx.signal);
+          }
           const spec = { part, filter: read.filter, columns: read.columns, xmin: read.xmin };
           await bindRead(reader, ctx.source.snapshot, spec);
           const readSql = copyOutSql({ ...spec, format: ctx.format });
+          let rows: number;
           if (!opts.record) {
             signal.throwIfAborted();
-            return await streamCopy(reader, readSql, writer, writeSql, onBytes, signal);
+            rows = await streamCopy(reader, readSql, writer, writeSql, onBytes, signal);
+          } else {
+            // Not withTransaction: after a failed COPY the connection is cut
+            // (below), which rolls back without waiting on the protocol.
+            await writer.query("BEGIN");
+            signal.throwIfAborted();
+            rows = await streamCopy(reader, readSql, writer, writeSql, onBytes, signal);
+            await opts.record(writer, i, rows);
+            await writer.query("COMMIT");
           }
-          // Not withTransaction: after a failed COPY the connection is cut
-          // (below), which rolls back without waiting on the protocol.
-          await writer.query("BEGIN");
-          signal.throwIfAborted();
-          const rows = await streamCopy(reader, readSql, writer, writeSql, onBytes, signal);
-          await opts.record(writer, i, rows);
-          await writer.query("COMMIT");
+          idle.push({ reader, writer });
           return rows;
         } catch (err) {
           failed = true;
@@ -112,14 +123,20 @@ export async function copyParts(
           // A COPY cut off midway leaves its connection waiting for the rest
           // of the protocol exchange: end those sockets rather than wait.
           if (failed) {
-            reader.connection.stream.destroy();
+            reader?.connection.stream.destroy();
             writer?.connection.stream.destroy();
+            if (reader) await ctx.source.closeReader(reader);
+            await writer?.end().catch(() => undefined);
           }
-          await ctx.source.closeReader(reader);
-          await writer?.end().catch(() => undefined);
         }
       }),
     ),
+  );
+  await Promise.all(
+    idle.map(async ({ reader, writer }) => {
+      await ctx.source.closeReader(reader);
+      await writer.end().catch(() => undefined);
+    }),
   );
   // The first failure is the cause; the others were cancelled because of it.
   if (stop.signal.aborted) throw stop.signal.reason;
