@@ -45,6 +45,9 @@ interface State {
   errorExit: number;
 }
 
+/** A repeatable flag's values, in order. */
+const collect = (value: string, previous: string[] = []) => [...previous, value];
+
 interface GlobalFlags {
   debug?: boolean;
   logLevel?: string;
@@ -104,7 +107,7 @@ function tableFlags(cmd: Command, opts: { settings: boolean }) {
   cmd.option(
     "--exclude <pattern>",
     "leave out source tables matching a pattern (repeatable)",
-    (value: string, previous: string[] = []) => [...previous, value],
+    collect,
   );
   if (opts.settings) {
     cmd
@@ -489,8 +492,6 @@ function validateCommand(program: Command, state: State) {
     },
   );
 }
-
-const collect = (value: string, previous: string[] = []) => [...previous, value];
 
 function statusCommand(program: Command) {
   const cmd = program
