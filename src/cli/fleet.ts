@@ -1,4 +1,5 @@
 import { Option, type Command } from "commander";
+import { resolveDatabaseUrl } from "../db/database-url.js";
 import { InputError } from "../input-error.js";
 import type { ConfigFile } from "../config/schema.js";
 
@@ -107,13 +108,25 @@ export function parseSeconds(flag: string, value: string, min: number, max = Inf
   return n;
 }
 
-/** The databases of a command: flags, then the config, then the environment. */
+/**
+ * The databases of a command: flags, then the config, then the environment
+ * (the URL variables, or Airflow's connection ids), read as `sync` reads
+ * them. A side nothing names is undefined; the caller says if it is needed.
+ */
 export function databases(
   flags: { source?: string | undefined; target?: string | undefined },
   config: ConfigFile | undefined,
+  env: NodeJS.ProcessEnv = process.env,
 ): { source: string | undefined; target: string | undefined } {
+  const side = (role: "source" | "target", explicit: string | undefined) => {
+    const named =
+      explicit ||
+      env[`${role.toUpperCase()}_DATABASE_URL`] ||
+      env[`${role.toUpperCase()}_POSTGRES_CONN_ID`];
+    return named ? resolveDatabaseUrl(role, explicit, env) : undefined;
+  };
   return {
-    source: flags.source ?? config?.source ?? (process.env.SOURCE_DATABASE_URL || undefined),
-    target: flags.target ?? config?.target ?? (process.env.TARGET_DATABASE_URL || undefined),
+    source: side("source", flags.source ?? config?.source),
+    target: side("target", flags.target ?? config?.target),
   };
 }

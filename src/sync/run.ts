@@ -114,9 +114,14 @@ export async function sync(asked: SyncOptions): Promise<TableResult[]> {
       const held = lock;
       return tables(() => syncOne(run, spec, held, started, !waited));
     };
-    // Every table's run lands in the history, whatever became of it.
+    // Every table's run lands in the history, whatever became of it: on
+    // the lock holder's connection (no new connection per table), or, once
+    // the run was interrupted and its connections cancelled, on a new one.
     const results = await Promise.all(
-      opts.tables.map(async (spec) => recordRun(opts, spec, await runTable(spec))),
+      opts.tables.map(async (spec) => {
+        const result = await runTable(spec);
+        return recordRun(opts, spec, result, signal?.aborted ? undefined : holder);
+      }),
     );
     return checked.results(results);
   } finally {

@@ -58,22 +58,27 @@ export async function recordRun(
   opts: Caller,
   spec: TableSpec,
   r: TableResult,
+  client?: pg.Client,
 ): Promise<TableResult> {
-  await append(opts, {
-    kind: "sync",
-    target: spec.target ?? spec.source,
-    source: r.table,
-    durationMs: r.durationMs,
-    mode: r.mode,
-    reason: r.reason ?? null,
-    rows: { copied: r.rowsCopied, inserted: r.inserted, updated: r.updated, deleted: r.deleted },
-    watermarkBefore: r.previousWatermark,
-    watermarkAfter: r.watermark,
-    status: r.status,
-    error: r.error ?? null,
-    integrityScore: null,
-    report: r.heldBackBy ? { heldBackBy: r.heldBackBy } : null,
-  });
+  await append(
+    opts,
+    {
+      kind: "sync",
+      target: spec.target ?? spec.source,
+      source: r.table,
+      durationMs: r.durationMs,
+      mode: r.mode,
+      reason: r.reason ?? null,
+      rows: { copied: r.rowsCopied, inserted: r.inserted, updated: r.updated, deleted: r.deleted },
+      watermarkBefore: r.previousWatermark,
+      watermarkAfter: r.watermark,
+      status: r.status,
+      error: r.error ?? null,
+      integrityScore: null,
+      report: r.heldBackBy ? { heldBackBy: r.heldBackBy } : null,
+    },
+    client,
+  );
   return r;
 }
 
@@ -137,27 +142,49 @@ export async function recordValidation(
   });
 }
 
-async function append(opts: Caller, e: Entry): Promise<void> {
+/**
+ * Writes one history row and prunes rows past the retention, in one
+ * statement (so it can share a busy connection: no transaction to
+ * interleave). On `client` when the caller has a target connection whose
+ * project schema may be current (a sync's lock holder), else on a
+ * connection of its own.
+ */
+async function append(opts: Caller, e: Entry, client?: pg.Client): Promise<void> {
   const logger = opts.logger ?? silentLogger;
-  let client: pg.Client | undefined;
+  let own: pg.Client | undefined;
   try {
-    client = await connect(opts.target, "target");
-    // A target that never had a table synced is left as it was: a run that
-    // failed on the source side before creating the project schema has
-    // nowhere to be recorded. An older project schema is upgraded.
-    const { rows } = await client.query<{ e: boolean }>(
-      "SELECT to_regclass('xmin_sync.schema_version') IS NOT NULL AS e",
-    );
-    if (!rows[0]!.e) return;
-    await ensureProjectSchema(client);
-    await client.query("BEGIN");
-    await client.query(
-      `INSERT INTO xmin_sync.history (kind, target_schema, target_table, source_table, started_at,
+    // The caller's connection serves once the history table is there (a
+    // table that failed before its run upgraded the schema: our own).
+    if (client) {
+      const { rows } = await client.query<{ e: boolean }>(
+        "SELECT to_regclass('xmin_sync.history') IS NOT NULL AS e",
+      );
+      if (!rows[0]!.e) client = undefined;
+    }
+    if (!client) {
+      own = await connect(opts.target, "target");
+      // A target that never had a table synced is left as it was: a run that
+      // failed on the source side before creating the project schema has
+      // nowhere to be recorded. An older project schema is upgraded.
+      const { rows } = await own.query<{ e: boolean }>(
+        "SELECT to_regclass('xmin_sync.schema_version') IS NOT NULL AS e",
+      );
+      if (!rows[0]!.e) return;
+      await ensureProjectSchema(own);
+    }
+    // Retention by the finished_at index: a probe that finds nothing is
+    // cheap, so every record prunes instead of a separate job.
+    await (client ?? own)!.query(
+      `WITH pruned AS (
+         DELETE FROM xmin_sync.history
+          WHERE finished_at < now() - make_interval(secs => $21::double precision)
+       )
+       INSERT INTO xmin_sync.history (kind, target_schema, target_table, source_table, started_at,
           finished_at, duration_ms, mode, reason, rows_copied, inserted, updated, deleted,
           watermark_before, watermark_after, status, error, integrity_score, report, host, pid, process)
-       VALUES ($1, $2, $3, $4, now() - make_interval(secs => $5::double precision / 1000), now(),
-          $5::bigint, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16::double precision, $17::jsonb,
-          $18, $19, $20)`,
+       VALUES ($1, $2, $3, $4, clock_timestamp() - make_interval(secs => $5::double precision / 1000),
+          clock_timestamp(), $5::bigint, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15,
+          $16::double precision, $17::jsonb, $18, $19, $20)`,
       [
         e.kind,
         e.target.schema,
@@ -179,23 +206,16 @@ async function append(opts: Caller, e: Entry): Promise<void> {
         hostname(),
         process.pid,
         opts.history?.process ?? "library",
+        retentionSeconds(opts.history?.retention),
       ],
     );
-    // Retention by the finished_at index: a probe that finds nothing is
-    // cheap, so every record prunes instead of a separate job.
-    await client.query(
-      "DELETE FROM xmin_sync.history WHERE finished_at < now() - make_interval(secs => $1::double precision)",
-      [retentionSeconds(opts.history?.retention)],
-    );
-    await client.query("COMMIT");
   } catch (err) {
-    await client?.query("ROLLBACK").catch(() => undefined);
     logger.warn(
       { table: displayName(e.target), err: describeError(err) },
       "could not record the run in the history",
     );
   } finally {
-    await client?.end().catch(() => undefined);
+    await own?.end().catch(() => undefined);
   }
 }
 
