@@ -175,9 +175,13 @@ describe("the mass-delete guard", () => {
     assert.equal(isMassDelete(3, 0, 0.5), true, "a stale estimate never hides one");
   });
   test("the source confirms it only when it holds about what the copy keeps", () => {
-    assert.equal(sourceConfirmsDelete(1000, 1000, 0), true, "the source is empty");
-    assert.equal(sourceConfirmsDelete(900, 1000, 130), true, "a few rows written since");
-    assert.equal(sourceConfirmsDelete(1000, 1000, 1000), false, "a table read as empty");
-    assert.equal(sourceConfirmsDelete(900, 1000, 900), false);
+    const confirms = (deleted: number, before: number, fresh: number, inserted = 0) =>
+      sourceConfirmsDelete({ deleted, inserted, before, fresh });
+    assert.equal(confirms(1000, 1000, 0), true, "the source is empty");
+    assert.equal(confirms(900, 1000, 130), true, "a few rows written since");
+    assert.equal(confirms(1000, 1000, 1000), false, "a table read as empty");
+    assert.equal(confirms(900, 1000, 900), false);
+    // Most rows replaced by new ones in one run: the copy keeps the new ones.
+    assert.equal(confirms(750, 1000, 1250, 1000), true, "rows deleted and others inserted");
   });
 });

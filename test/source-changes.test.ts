@@ -295,6 +295,17 @@ describe("changes on the source", () => {
     const r = await run(s);
     assert.equal(r.deleted, 900);
     await assertSameRows(source, "app.guarded", target, "app.guarded", ["id"]);
+    // Most rows replaced by new ones between two runs: the copy keeps the
+    // new ones, so the source's fresh count agrees with what it keeps.
+    await source.sql(`
+      DELETE FROM app.guarded WHERE id > 25;
+      INSERT INTO app.guarded SELECT i, 'n' || i FROM generate_series(1001, 1200) i;
+    `);
+    const replaced = await run(s);
+    assert.equal(replaced.status, "ok", replaced.error);
+    assert.equal(replaced.deleted, 75);
+    assert.equal(replaced.inserted, 200);
+    await assertSameRows(source, "app.guarded", target, "app.guarded", ["id"]);
   });
 
   test("server timeouts meant for applications do not cut a run short (PostgreSQL 17)", async () => {

@@ -212,7 +212,7 @@ async function mergeStaged(
       const sql = plan.softDeletes ? markMissingSql : deleteMissingSql;
       counts.deleted = (await c.query(sql(ctx.targetName, against, ctx.key))).rowCount ?? 0;
       ctx.log({ deleted: counts.deleted, ms: Date.now() - t }, "deletes reconciled");
-      await checkMassDelete(ctx, plan, counts.deleted, targetRows, opts);
+      await checkMassDelete(ctx, plan, counts, targetRows, opts);
     }
     await commitState();
   });
@@ -228,14 +228,15 @@ async function mergeStaged(
 async function checkMassDelete(
   ctx: TableContext,
   plan: Plan,
-  deleted: number,
+  counts: Counts,
   targetRows: number,
   opts: ApplyOptions,
 ): Promise<void> {
+  const { deleted, inserted } = counts;
   if (opts.allowMassDelete || !isMassDelete(deleted, targetRows, opts.massDeleteShare)) return;
   const fresh = await freshSourceCount(ctx);
   const before = Math.max(targetRows, deleted);
-  if (sourceConfirmsDelete(deleted, before, fresh)) return;
+  if (sourceConfirmsDelete({ deleted, inserted, before, fresh })) return;
   throw new Error(
     `refusing to ${plan.softDeletes ? "mark as deleted" : "delete"} ${deleted} of ${before} rows of ${displayName(ctx.targetName)}: ` +
       `the source now has ${fresh} rows (a TRUNCATE or rewrite may have raced this run); nothing was committed. ` +
@@ -250,11 +251,17 @@ export function isMassDelete(deleted: number, targetRows: number, share: number)
 
 /**
  * The rows really are gone if the source now holds about what the copy
- * keeps: rows written since may add some, but a table read as empty would
- * still hold about all of them.
+ * keeps (its rows before, less those deleted, plus those this run
+ * inserted): rows written since may add some, but a table read as empty
+ * would still hold about all of them.
  */
-export function sourceConfirmsDelete(deleted: number, before: number, fresh: number): boolean {
-  return fresh <= before - deleted + deleted / 2;
+export function sourceConfirmsDelete(n: {
+  deleted: number;
+  inserted: number;
+  before: number;
+  fresh: number;
+}): boolean {
+  return n.fresh <= n.before - n.deleted + n.inserted + n.deleted / 2;
 }
 
 async function freshSourceCount(ctx: TableContext): Promise<number> {
