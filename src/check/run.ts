@@ -1,5 +1,5 @@
 import type pg from "pg";
-import { connect } from "../db/connect.js";
+import { closeSoon, connect } from "../db/connect.js";
 import { isRetryable } from "../db/errors.js";
 import { displayName } from "../db/quote.js";
 import { InputError } from "../input-error.js";
@@ -69,7 +69,8 @@ async function checkOnce(opts: CheckOptions): Promise<Finding[]> {
         (a.index === undefined ? 0 : a.server.localeCompare(b.server)),
     );
   } finally {
-    await Promise.all([source.end(), target.end()].map((p) => p.catch(() => undefined)));
+    closeSoon(source);
+    closeSoon(target);
   }
 }
 

@@ -1,6 +1,6 @@
 import type pg from "pg";
 import { cancelOnAbort } from "../db/cancel.js";
-import { connect, describeError } from "../db/connect.js";
+import { closeSoon, connect, describeError } from "../db/connect.js";
 import { SQLSTATE, sqlState } from "../db/errors.js";
 import { displayName, quoteQualified } from "../db/quote.js";
 import { readServerInfo, type ServerInfo } from "../db/server.js";
@@ -128,7 +128,7 @@ export class SourceRun {
   async closeReader(client: pg.Client): Promise<void> {
     this.readers.delete(client);
     await client.query("ROLLBACK").catch(() => undefined);
-    await client.end().catch(() => undefined);
+    closeSoon(client);
   }
 
   /**

@@ -1,6 +1,6 @@
 import type pg from "pg";
 import { cancelOnAbort } from "../db/cancel.js";
-import { connect } from "../db/connect.js";
+import { closeSoon, connect } from "../db/connect.js";
 import { displayName, quoteIdent, quoteQualified, type QualifiedName } from "../db/quote.js";
 import { withSettings, withTransaction } from "../db/tx.js";
 import { freeRelationName } from "../target/ddl.js";
@@ -190,7 +190,7 @@ async function mergeStaged(
               await assertTargetLockHeld(other, ctx.targetName, ctx.lockPid);
             });
           } finally {
-            await other.end().catch(() => undefined);
+            closeSoon(other);
           }
         }),
       ),

@@ -4,7 +4,7 @@ import type pg from "pg";
 import type { LimitFunction } from "p-limit";
 import { from as copyFrom, to as copyTo } from "pg-copy-streams";
 import { cancelOnAbort } from "../db/cancel.js";
-import { connect } from "../db/connect.js";
+import { closeSoon, connect } from "../db/connect.js";
 import type { QualifiedName } from "../db/quote.js";
 import { bindRead, copyOutSql, type ReadPart, type RowFilter } from "../source/read.js";
 import type { SourceRun } from "../source/run.js";
@@ -135,7 +135,7 @@ export async function copyParts(
   await Promise.all(
     idle.map(async ({ reader, writer }) => {
       await ctx.source.closeReader(reader);
-      await writer.end().catch(() => undefined);
+      closeSoon(writer);
     }),
   );
   // The first failure is the cause; the others were cancelled because of it.

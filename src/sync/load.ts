@@ -1,5 +1,5 @@
 import { cancelOnAbort } from "../db/cancel.js";
-import { connect } from "../db/connect.js";
+import { closeSoon, connect } from "../db/connect.js";
 import { SQLSTATE, sqlState } from "../db/errors.js";
 import { keyEqualsSql, keyNames } from "../db/key.js";
 import { quoteIdent, quoteQualified, type QualifiedName } from "../db/quote.js";
@@ -279,7 +279,7 @@ async function buildIndexes(ctx: TableContext, load: QualifiedName): Promise<voi
         await c.query(sql);
       }
     } finally {
-      await c.end().catch(() => undefined);
+      closeSoon(c);
     }
   });
   ctx.log({ ms: Date.now() - started }, "indexes built");

@@ -2,7 +2,7 @@ import type pg from "pg";
 import pLimit, { type LimitFunction } from "p-limit";
 import { cancelOnAbort } from "../db/cancel.js";
 import { preflight } from "../check/run.js";
-import { connect, describeError } from "../db/connect.js";
+import { allClosed, connect, describeError } from "../db/connect.js";
 import { displayName, type QualifiedName } from "../db/quote.js";
 import { isRetryable, SQLSTATE, sqlState } from "../db/errors.js";
 import { InputError } from "../input-error.js";
@@ -127,6 +127,8 @@ export async function sync(asked: SyncOptions): Promise<TableResult[]> {
   } finally {
     await shared?.close();
     await holder.end().catch(() => undefined);
+    // Connections ended along the way have closed by the time sync() returns.
+    await allClosed();
   }
 }
 

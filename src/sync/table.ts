@@ -1,7 +1,7 @@
 import type pg from "pg";
 import type { LimitFunction } from "p-limit";
 import { cancelOnAbort } from "../db/cancel.js";
-import { connect } from "../db/connect.js";
+import { closeSoon, connect } from "../db/connect.js";
 import { keyNames } from "../db/key.js";
 import {
   displayIdent,
@@ -221,7 +221,7 @@ export async function syncTable(
     }
   } finally {
     if (source) await run.closeReader(source);
-    await target.end().catch(() => undefined);
+    closeSoon(target);
   }
 }
 

@@ -1,5 +1,5 @@
 import type pg from "pg";
-import { connect, describeError } from "../db/connect.js";
+import { allClosed, connect, describeError } from "../db/connect.js";
 import { displayName } from "../db/quote.js";
 import { readServerInfo } from "../db/server.js";
 import { silentLogger, type Logger } from "../log.js";
@@ -123,6 +123,7 @@ export async function validate(opts: ValidateOptions): Promise<ValidationReport[
     }
   } finally {
     await run.close();
+    await allClosed();
   }
   return reports;
 }
