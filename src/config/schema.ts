@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { checkName, parseQualifiedName } from "../db/quote.js";
+import { parseDuration } from "./duration.js";
 import { cronProblem, durationMs, isTimeZone } from "../schedule/timing.js";
 import { parseTablePattern } from "./patterns.js";
 
@@ -78,7 +79,9 @@ export const configSchema = z
     /** With waitForLock: give up after this long. */
     waitTimeout: duration.optional(),
     /** How long a run waits for its ACCESS SHARE lock on a source table (default 60s). */
-    sourceLockTimeout: duration.optional(),
+    sourceLockTimeout: duration
+      .refine((v) => (parseDuration(v) ?? 0) >= 1, "must be at least 1s")
+      .optional(),
     /** Share of a target's rows above which deletes need the source's confirmation (default 0.5). */
     maxDeleteShare: z.number().gt(0).max(1).optional(),
     tables: z.array(tableSchema).min(1).optional(),
@@ -97,6 +100,10 @@ export const configSchema = z
     historyRetention: z
       .string()
       .regex(/^\d+[smhd]$/, "expected a duration like 12h, 30d")
+      .refine((v) => {
+        const seconds = parseDuration(v) ?? 0;
+        return seconds >= 1 && seconds <= 36_500 * 86_400;
+      }, "must be from 1s to 36500d")
       .optional(),
   })
   .superRefine((c, ctx) => {

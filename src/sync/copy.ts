@@ -82,10 +82,15 @@ export async function copyParts(
   // A part's connections serve the next part on the same slot: the reader
   // stays in the run's snapshot (its settings are bound anew per part), and
   // a connection pair costs 50-100 ms to open, on every part's critical path.
+  // A pair is kept only while parts of this copy are still to start: the
+  // pool's slots are shared with other tables, which open their own.
   const idle: { reader: pg.Client; writer: pg.Client }[] = [];
+  const parts = opts.parts ?? ctx.parts;
+  let notStarted = parts.length;
   const settled = await Promise.allSettled(
-    (opts.parts ?? ctx.parts).map((part, i) =>
+    parts.map((part, i) =>
       ctx.pool(async () => {
+        notStarted--;
         signal.throwIfAborted();
         const pair = idle.pop();
         let reader: pg.Client | undefined = pair?.reader;
@@ -113,7 +118,11 @@ export async function copyParts(
             await opts.record(writer, i, rows);
             await writer.query("COMMIT");
           }
-          idle.push({ reader, writer });
+          if (notStarted > 0) idle.push({ reader, writer });
+          else {
+            await ctx.source.closeReader(reader);
+            closeSoon(writer);
+          }
           return rows;
         } catch (err) {
           failed = true;

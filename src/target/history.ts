@@ -1,4 +1,5 @@
 import { hostname } from "node:os";
+import pLimit from "p-limit";
 import type pg from "pg";
 import { parseDuration } from "../config/duration.js";
 import { connect, describeError } from "../db/connect.js";
@@ -151,72 +152,93 @@ export async function recordValidation(
  */
 async function append(opts: Caller, e: Entry, client?: pg.Client): Promise<void> {
   const logger = opts.logger ?? silentLogger;
-  let own: pg.Client | undefined;
   try {
-    // The caller's connection serves once the history table is there (a
-    // table that failed before its run upgraded the schema: our own).
+    // The caller's connection serves once the history table is there; when
+    // it does not (a table that failed before its run upgraded the schema)
+    // or fails (the connection broke), a connection of our own.
     if (client) {
-      const { rows } = await client.query<{ e: boolean }>(
-        "SELECT to_regclass('xmin_sync.history') IS NOT NULL AS e",
-      );
-      if (!rows[0]!.e) client = undefined;
+      const ready = await client
+        .query<{ e: boolean }>("SELECT to_regclass('xmin_sync.history') IS NOT NULL AS e")
+        .then((r) => r.rows[0]!.e)
+        .catch(() => false);
+      if (
+        ready &&
+        (await insertEntry(client, opts, e).then(
+          () => true,
+          () => false,
+        ))
+      )
+        return;
     }
-    if (!client) {
-      own = await connect(opts.target, "target");
-      // A target that never had a table synced is left as it was: a run that
-      // failed on the source side before creating the project schema has
-      // nowhere to be recorded. An older project schema is upgraded.
-      const { rows } = await own.query<{ e: boolean }>(
-        "SELECT to_regclass('xmin_sync.schema_version') IS NOT NULL AS e",
-      );
-      if (!rows[0]!.e) return;
-      await ensureProjectSchema(own);
-    }
-    // Retention by the finished_at index: a probe that finds nothing is
-    // cheap, so every record prunes instead of a separate job.
-    await (client ?? own)!.query(
-      `WITH pruned AS (
-         DELETE FROM xmin_sync.history
-          WHERE finished_at < now() - make_interval(secs => $21::double precision)
-       )
-       INSERT INTO xmin_sync.history (kind, target_schema, target_table, source_table, started_at,
-          finished_at, duration_ms, mode, reason, rows_copied, inserted, updated, deleted,
-          watermark_before, watermark_after, status, error, integrity_score, report, host, pid, process)
-       VALUES ($1, $2, $3, $4, clock_timestamp() - make_interval(secs => $5::double precision / 1000),
-          clock_timestamp(), $5::bigint, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15,
-          $16::double precision, $17::jsonb, $18, $19, $20)`,
-      [
-        e.kind,
-        e.target.schema,
-        e.target.name,
-        e.source,
-        Math.round(e.durationMs),
-        e.mode,
-        e.reason,
-        e.rows?.copied ?? null,
-        e.rows?.inserted ?? null,
-        e.rows?.updated ?? null,
-        e.rows?.deleted ?? null,
-        e.watermarkBefore,
-        e.watermarkAfter,
-        e.status,
-        e.error,
-        e.integrityScore,
-        e.report === null ? null : JSON.stringify(e.report),
-        hostname(),
-        process.pid,
-        opts.history?.process ?? "library",
-        retentionSeconds(opts.history?.retention),
-      ],
-    );
+    await ownConnections(async () => {
+      const own = await connect(opts.target, "target");
+      try {
+        // A target that never had a table synced is left as it was: a run
+        // that failed on the source side before creating the project schema
+        // has nowhere to be recorded. An older project schema is upgraded.
+        const { rows } = await own.query<{ e: boolean }>(
+          "SELECT to_regclass('xmin_sync.schema_version') IS NOT NULL AS e",
+        );
+        if (!rows[0]!.e) return;
+        await ensureProjectSchema(own);
+        await insertEntry(own, opts, e);
+      } finally {
+        await own.end().catch(() => undefined);
+      }
+    });
   } catch (err) {
     logger.warn(
       { table: displayName(e.target), err: describeError(err) },
       "could not record the run in the history",
     );
-  } finally {
-    await own?.end().catch(() => undefined);
   }
+}
+
+/**
+ * Records that need a connection of their own (refused tables, an
+ * interrupted run's) take turns: a run of hundreds of tables must not open
+ * hundreds of connections at once.
+ */
+const ownConnections = pLimit(2);
+
+async function insertEntry(c: pg.Client, opts: Caller, e: Entry): Promise<void> {
+  // Retention by the finished_at index: a probe that finds nothing is
+  // cheap, so every record prunes instead of a separate job.
+  await c.query(
+    `WITH pruned AS (
+       DELETE FROM xmin_sync.history
+        WHERE finished_at < now() - make_interval(secs => $21::double precision)
+     )
+     INSERT INTO xmin_sync.history (kind, target_schema, target_table, source_table, started_at,
+        finished_at, duration_ms, mode, reason, rows_copied, inserted, updated, deleted,
+        watermark_before, watermark_after, status, error, integrity_score, report, host, pid, process)
+     VALUES ($1, $2, $3, $4, clock_timestamp() - make_interval(secs => $5::double precision / 1000),
+        clock_timestamp(), $5::bigint, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15,
+        $16::double precision, $17::jsonb, $18, $19, $20)`,
+    [
+      e.kind,
+      e.target.schema,
+      e.target.name,
+      e.source,
+      Math.round(e.durationMs),
+      e.mode,
+      e.reason,
+      e.rows?.copied ?? null,
+      e.rows?.inserted ?? null,
+      e.rows?.updated ?? null,
+      e.rows?.deleted ?? null,
+      e.watermarkBefore,
+      e.watermarkAfter,
+      e.status,
+      e.error,
+      e.integrityScore,
+      e.report === null ? null : JSON.stringify(e.report),
+      hostname(),
+      process.pid,
+      opts.history?.process ?? "library",
+      retentionSeconds(opts.history?.retention),
+    ],
+  );
 }
 
 /** One row of the run history, as `status --history --json` prints it. */
