@@ -37,6 +37,9 @@ const SESSION_SETTINGS: ReadonlyArray<readonly [string, string]> = [
   // kill them midway.
   ["statement_timeout", "0"],
   ["idle_in_transaction_session_timeout", "0"],
+  // PostgreSQL 14+: the connection that holds a run's table locks is idle
+  // while the tables copy.
+  ["idle_session_timeout", "0"],
   // PostgreSQL 17+; skipped where the server does not know it.
   ["transaction_timeout", "0"],
   // PostgreSQL 14+: a backend whose client died (a killed process, an
