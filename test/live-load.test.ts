@@ -96,12 +96,7 @@ describe("under a live pgbench load", { skip: systemPostgresSkip() }, () => {
       "-q",
       "-s",
       "5",
-      "-h",
-      "127.0.0.1",
-      "-p",
-      String(source.port),
-      "-U",
-      "postgres",
+      ...pgbenchTo(),
       "postgres",
     ]);
     await source.sql(`
@@ -118,6 +113,9 @@ describe("under a live pgbench load", { skip: systemPostgresSkip() }, () => {
     }
     await Promise.all([source?.stop(), ...targets.map((t) => t.stop())]);
   });
+
+  /** pgbench's connection flags for the source. */
+  const pgbenchTo = () => ["-h", "127.0.0.1", "-p", String(source.port), "-U", "postgres"];
 
   const syncAll = async (): Promise<TableResult[][]> =>
     Promise.all(
@@ -141,12 +139,7 @@ describe("under a live pgbench load", { skip: systemPostgresSkip() }, () => {
       const child = spawn(
         join(source.bin, "pgbench"),
         [
-          "-h",
-          "127.0.0.1",
-          "-p",
-          String(source.port),
-          "-U",
-          "postgres",
+          ...pgbenchTo(),
           "-c",
           "4",
           "-j",

@@ -3,6 +3,7 @@ import { closeSoon, connect } from "../db/connect.js";
 import { isRetryable } from "../db/errors.js";
 import { displayName } from "../db/quote.js";
 import { InputError } from "../input-error.js";
+import { failedResult } from "../sync/failed.js";
 import { silentLogger, type Logger } from "../log.js";
 import type { TableResult, TableSpec } from "../sync/types.js";
 import { warning, type Finding } from "./findings.js";
@@ -134,19 +135,5 @@ export async function preflight(opts: CheckOptions & { logger?: Logger }): Promi
 function refusal(spec: TableSpec, problems: Finding[], logger: Logger): TableResult {
   const error = problems.map((f) => f.result ?? `${f.server}: ${f.message}`).join("; ");
   logger.error({ table: displayName(spec.source), err: error }, "table refused");
-  return {
-    table: displayName(spec.source),
-    target: displayName(spec.target ?? spec.source),
-    mode: spec.mode ?? "auto",
-    rowsCopied: 0,
-    inserted: 0,
-    updated: 0,
-    deleted: 0,
-    watermark: null,
-    previousWatermark: null,
-    durationMs: 0,
-    status: "error",
-    error,
-    badInput: true,
-  };
+  return { ...failedResult(spec, error, 0), badInput: true };
 }

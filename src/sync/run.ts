@@ -13,6 +13,7 @@ import { recordRun } from "../target/history.js";
 import { LockLostError } from "../target/lock.js";
 import { backendPid, lockOnHolder, lockOnOwnConnection, type TableLock } from "./locks.js";
 import { StaleSnapshotError } from "./stale.js";
+import { failedResult } from "./failed.js";
 import { syncTable } from "./table.js";
 import { capWorkers, resolveTuning, type Tuning } from "./tuning.js";
 import type { ProgressPhase, SyncOptions, TableResult, TableSpec } from "./types.js";
@@ -262,19 +263,9 @@ function failed(
     run.logger.error({ table, err: describeError(err) }, "table failed");
     run.logger.debug({ table, err }, "table failure details");
   }
+  const error = interrupted ? `interrupted while ${PHASE_TEXT[phase]}` : describeError(err);
   return {
-    table,
-    target: displayName(targetOf(spec)),
-    mode: spec.mode ?? "auto",
-    rowsCopied: 0,
-    inserted: 0,
-    updated: 0,
-    deleted: 0,
-    watermark: null,
-    previousWatermark: null,
-    durationMs: Date.now() - started,
-    status: "error",
-    error: interrupted ? `interrupted while ${PHASE_TEXT[phase]}` : describeError(err),
+    ...failedResult(spec, error, Date.now() - started),
     ...(interrupted ? { interrupted: PHASE_TEXT[phase] } : {}),
     ...(err instanceof InputError && !interrupted ? { badInput: true } : {}),
     ...(err instanceof SchemaChangedError ? { schemaChanges: err.changes } : {}),
