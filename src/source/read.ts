@@ -41,7 +41,7 @@ export type RowFilter =
  * What one reader copies out of the source: the table's columns (or the
  * key only) plus the row's reconstructed 64-bit xmin. Values come from
  * set_config (COPY takes no bind parameters) and are read once per statement
- * through an OFFSET 0 fence (p.*) or as TID/key scan bounds.
+ * through uncorrelated subqueries (xidSetting) or as TID/key scan bounds.
  */
 export interface ReadSpec {
   part: ReadPart;
@@ -55,7 +55,7 @@ export interface ReadSpec {
 const AGE = "age(t.xmin)";
 const RAW_XMIN = "t.xmin::text::bigint";
 
-/** Where the bound xid values come from: the p.* fence (COPY), or bind parameters. */
+/** Where the bound xid values come from: set_config'd settings (COPY), or bind parameters. */
 export interface XidRefs {
   /** N as a full id (age() counts back from it). */
   n: string;
@@ -64,14 +64,28 @@ export interface XidRefs {
   /** The snapshot's xmax, for the rare text fallback. */
   c: string;
 }
-const P_REFS: XidRefs = { n: "p.n", w: "p.w", c: "p.c" };
+
+/**
+ * A set_config'd value as an uncorrelated scalar subquery: the planner makes
+ * it an InitPlan, read once per statement, and a filter on it stays in the
+ * scan. (A join to a fenced subquery of the settings put a nested loop over
+ * every row and made an incremental scan five times slower.)
+ */
+const setting = (name: string, type: string) =>
+  `(SELECT current_setting('xmin_sync.${name}')::${type})`;
+
+const SETTING_REFS: XidRefs = {
+  n: setting("next", "bigint"),
+  w: setting("window", "int"),
+  c: setting("reference", "bigint"),
+};
 
 /**
  * The row's full 64-bit xmin: N minus its age. age() is INT_MAX for raw
  * xmin 1 and 2 (bootstrap, frozen before 9.4), which keep their raw value,
  * and for a row exactly 2^31-1 behind, which falls back to text arithmetic.
  */
-export function sourceXminSql(r: XidRefs = P_REFS): string {
+export function sourceXminSql(r: XidRefs = SETTING_REFS): string {
   return (
     `CASE WHEN ${AGE} < 2147483647 THEN ${r.n} - (${AGE}::bigint & 4294967295)` +
     ` WHEN ${RAW_XMIN} <= 2 THEN ${RAW_XMIN}` +
@@ -85,24 +99,18 @@ export function sourceXminSql(r: XidRefs = P_REFS): string {
  * frozen row over 2^31 old; w is under 2^30 (a larger gap is a full
  * rescan), so one range test on age() says it, with one call per row.
  */
-export function isNewSql(r: XidRefs = P_REFS): string {
+export function isNewSql(r: XidRefs = SETTING_REFS): string {
   return `${AGE} BETWEEN 0 AND ${r.w}`;
 }
 
 export const SOURCE_XMIN_SQL = sourceXminSql();
 
-/** The fence reading the xid bindings once per statement. */
-export const XID_PARAMS_SQL =
-  "(SELECT current_setting('xmin_sync.next')::bigint AS n," +
-  " current_setting('xmin_sync.window')::int AS w," +
-  " current_setting('xmin_sync.reference')::bigint AS c OFFSET 0) AS p";
-
 /** The cursor's lower bound, computed once on the source in the column's own type. */
-function cursorFenceSql(type: string): string {
+function cursorBoundSql(type: string): string {
   const step = /^(timestamp|date)/.test(type)
     ? "current_setting('xmin_sync.lookback')::interval"
     : "current_setting('xmin_sync.lookback')::numeric";
-  return `(SELECT (current_setting('xmin_sync.cursor_last')::${type} - ${step})::${type} AS f OFFSET 0) AS q`;
+  return `(SELECT (current_setting('xmin_sync.cursor_last')::${type} - ${step})::${type})`;
 }
 
 function rangeSql(range: ReadRange): string[] {
@@ -119,27 +127,25 @@ function rangeSql(range: ReadRange): string[] {
 export function copyOutSql(spec: ReadSpec): string {
   const { part, filter } = spec;
   const select = spec.columns.map((c) => `t.${quoteIdent(c)}`);
-  const from = [`${part.only ? "ONLY " : ""}${quoteQualified(part.relation)} AS t`];
+  const from = `${part.only ? "ONLY " : ""}${quoteQualified(part.relation)} AS t`;
   const where = part.range ? rangeSql(part.range) : [];
-  const usesXids = spec.xmin === "full" || (filter.kind === "xmin" && !part.allRows);
-  if (usesXids) from.push(XID_PARAMS_SQL);
   if (spec.xmin === "full") select.push(`${SOURCE_XMIN_SQL} AS source_xmin`);
   if (spec.xmin === "null") select.push("NULL::bigint AS source_xmin");
   if (!part.allRows) {
     let cond: string | undefined;
     if (filter.kind === "xmin") cond = isNewSql();
-    if (filter.kind === "cursor") {
-      from.push(cursorFenceSql(filter.type));
-      cond = `t.${quoteIdent(filter.column)} >= q.f`;
-    }
+    if (filter.kind === "cursor")
+      cond = `t.${quoteIdent(filter.column)} >= ${cursorBoundSql(filter.type)}`;
     if (cond && part.allRowsOf?.length) {
-      cond = `(${cond} OR t.tableoid = ANY(current_setting('xmin_sync.all_rows_of')::oid[]))`;
+      // The cast makes the subquery an array value: ANY over a bare
+      // subquery compares with each of its rows instead.
+      cond = `(${cond} OR t.tableoid = ANY(${setting("all_rows_of", "oid[]")}::oid[]))`;
     }
     if (cond) where.unshift(cond);
   }
   const filterSql = where.length > 0 ? ` WHERE ${where.join(" AND ")}` : "";
   const binary = spec.format === "binary" ? " (FORMAT binary)" : "";
-  return `COPY (SELECT ${select.join(", ")} FROM ${from.join(" CROSS JOIN ")}${filterSql}) TO STDOUT${binary}`;
+  return `COPY (SELECT ${select.join(", ")} FROM ${from}${filterSql}) TO STDOUT${binary}`;
 }
 
 /**

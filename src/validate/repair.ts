@@ -4,7 +4,7 @@ import { columnEqualsSql, type KeyColumn } from "../db/key.js";
 import { quoteIdent, quoteQualified, type QualifiedName } from "../db/quote.js";
 import { readServerInfo, type ServerInfo } from "../db/server.js";
 import type { SourceTable } from "../source/catalog.js";
-import { bindRead, SOURCE_XMIN_SQL, XID_PARAMS_SQL } from "../source/read.js";
+import { bindRead, SOURCE_XMIN_SQL } from "../source/read.js";
 import { beginSnapshot } from "../source/snapshot.js";
 import { SOURCE_DELETED_AT } from "../target/ddl.js";
 import { copyInSql, createStageSql, type MergeSpec } from "../target/merge.js";
@@ -82,10 +82,9 @@ export async function createRepairer(r: RepairTarget) {
   }
 
   const sourceXmin = r.hasXmin ? SOURCE_XMIN_SQL : "NULL::bigint";
-  const params = r.hasXmin ? ` CROSS JOIN ${XID_PARAMS_SQL}` : "";
   const readSql =
     `COPY (SELECT ${columns.map((c) => `t.${quoteIdent(c)}`).join(", ")}, ${sourceXmin} AS source_xmin` +
-    ` FROM ${quoteQualified(r.source.name)} AS t${params}` +
+    ` FROM ${quoteQualified(r.source.name)} AS t` +
     ` WHERE ${keyMatchSql(r.key, "current_setting('xmin_sync.keys')::jsonb")}) TO STDOUT`;
 
   const apply = async (batch: Difference[]) => {
