@@ -308,6 +308,27 @@ describe("changes on the source", () => {
     await assertSameRows(source, "app.guarded", target, "app.guarded", ["id"]);
   });
 
+  test("soft deletes: the guard weighs the rows still live, not the marked ones", async () => {
+    await source.sql(`
+      CREATE TABLE app.soft_guarded (id int PRIMARY KEY, v text);
+      INSERT INTO app.soft_guarded SELECT i, 'v' || i FROM generate_series(1, 1000) i;
+    `);
+    const s = spec("soft_guarded", { deletes: "soft" });
+    await run(s);
+    await source.sql("DELETE FROM app.soft_guarded WHERE id > 100");
+    assert.equal((await run(s)).deleted, 900);
+    // 90 of the 100 live rows go: a mass delete of the live rows (9% of the
+    // table), which the source confirms, so it is committed.
+    await source.sql("DELETE FROM app.soft_guarded WHERE id > 10");
+    const r = await run(s);
+    assert.equal(r.status, "ok", r.error);
+    assert.equal(r.deleted, 90);
+    const [live] = await target.sql<{ n: string }>(
+      "SELECT count(*)::text AS n FROM app.soft_guarded WHERE source_deleted_at IS NULL",
+    );
+    assert.equal(live!.n, "10");
+  });
+
   test("server timeouts meant for applications do not cut a run short (PostgreSQL 17)", async () => {
     await source.sql(`
       CREATE TABLE app.slow (id int PRIMARY KEY);
