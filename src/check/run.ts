@@ -1,5 +1,5 @@
 import type pg from "pg";
-import { closeSoon, connect } from "../db/connect.js";
+import { closeSoon, connect, endClient, openBoth } from "../db/connect.js";
 import { isRetryable } from "../db/errors.js";
 import { displayName } from "../db/quote.js";
 import { InputError } from "../input-error.js";
@@ -75,14 +75,11 @@ async function checkOnce(opts: CheckOptions): Promise<Finding[]> {
   }
 }
 
-async function connectBoth(opts: CheckOptions): Promise<[pg.Client, pg.Client]> {
-  const [s, t] = await Promise.allSettled([
-    connect(opts.source, "source"),
-    connect(opts.target, "target"),
+function connectBoth(opts: CheckOptions): Promise<[pg.Client, pg.Client]> {
+  return openBoth(connect(opts.source, "source"), connect(opts.target, "target"), [
+    endClient,
+    endClient,
   ]);
-  if (s.status === "fulfilled" && t.status === "fulfilled") return [s.value, t.value];
-  for (const r of [s, t]) if (r.status === "fulfilled") await r.value.end().catch(() => undefined);
-  throw (s.status === "rejected" ? s.reason : (t as PromiseRejectedResult).reason) as Error;
 }
 
 /** A problem that stops the whole run (a privilege on the project schema, a read-only target). */

@@ -76,6 +76,26 @@ export function closeSoon(client: pg.Client): void {
   closing.add(ended);
 }
 
+/**
+ * Two connections opened at once (each costs a start-up round on the
+ * critical path). If either fails, the other is closed with its `close`
+ * and the first failure is thrown.
+ */
+export async function openBoth<A, B>(
+  a: Promise<A>,
+  b: Promise<B>,
+  close: [(x: A) => Promise<unknown>, (y: B) => Promise<unknown>],
+): Promise<[A, B]> {
+  const [x, y] = await Promise.allSettled([a, b]);
+  if (x.status === "fulfilled" && y.status === "fulfilled") return [x.value, y.value];
+  if (x.status === "fulfilled") await close[0](x.value).catch(() => undefined);
+  if (y.status === "fulfilled") await close[1](y.value).catch(() => undefined);
+  throw x.status === "rejected" ? x.reason : (y as PromiseRejectedResult).reason;
+}
+
+/** Ends a connection, for openBoth. */
+export const endClient = (c: pg.Client) => c.end();
+
 /** Resolves once every connection given to `closeSoon` has closed. */
 export async function allClosed(): Promise<void> {
   await Promise.all([...closing]);

@@ -34,6 +34,8 @@ export interface SourceRunOptions {
   tables?: number | undefined;
   /** Called when the snapshot is released, with how long it was held. */
   onRelease?: ((heldMs: number) => void) | undefined;
+  /** A connection opened ahead (outside any transaction) to become the coordinator. */
+  client?: pg.Client | undefined;
 }
 
 /**
@@ -80,8 +82,14 @@ export class SourceRun {
   }
 
   static async open(url: string, opts: SourceRunOptions = {}): Promise<SourceRun> {
-    opts.signal?.throwIfAborted();
-    const client = await connect(url, "source");
+    let client = opts.client;
+    try {
+      opts.signal?.throwIfAborted();
+    } catch (err) {
+      await client?.end().catch(() => undefined);
+      throw err;
+    }
+    client ??= await connect(url, "source");
     cancelOnAbort(client, opts.signal);
     try {
       const server = await readServerInfo(client);

@@ -4,7 +4,7 @@ import type pg from "pg";
 import type { LimitFunction } from "p-limit";
 import { from as copyFrom, to as copyTo } from "pg-copy-streams";
 import { cancelOnAbort } from "../db/cancel.js";
-import { closeSoon, connect } from "../db/connect.js";
+import { closeSoon, connect, endClient, openBoth } from "../db/connect.js";
 import type { QualifiedName } from "../db/quote.js";
 import { bindRead, copyOutSql, type ReadPart, type RowFilter } from "../source/read.js";
 import type { SourceRun } from "../source/run.js";
@@ -93,15 +93,11 @@ export async function copyParts(
         notStarted--;
         signal.throwIfAborted();
         const pair = idle.pop();
-        let reader: pg.Client | undefined = pair?.reader;
-        let writer: pg.Client | undefined = pair?.writer;
+        let reader: pg.Client | undefined;
+        let writer: pg.Client | undefined;
         let failed = false;
         try {
-          reader ??= await ctx.source.openReader();
-          if (!writer) {
-            writer = await connect(ctx.targetUrl, "target");
-            cancelOnAbort(writer, ctx.signal);
-          }
+          ({ reader, writer } = pair ?? (await openPair(ctx)));
           const spec = { part, filter: read.filter, columns: read.columns, xmin: read.xmin };
           await bindRead(reader, ctx.source.snapshot, spec);
           const readSql = copyOutSql({ ...spec, format: ctx.format });
@@ -152,4 +148,15 @@ export async function copyParts(
   const failure = settled.find((r): r is PromiseRejectedResult => r.status === "rejected");
   if (failure) throw failure.reason;
   return settled.reduce((a, r) => a + (r as PromiseFulfilledResult<number>).value, 0);
+}
+
+/** A reader in the run's snapshot and a target connection, opened at once. */
+async function openPair(ctx: CopyContext): Promise<{ reader: pg.Client; writer: pg.Client }> {
+  const [reader, writer] = await openBoth(
+    ctx.source.openReader(),
+    connect(ctx.targetUrl, "target"),
+    [(r) => ctx.source.closeReader(r), endClient],
+  );
+  cancelOnAbort(writer, ctx.signal);
+  return { reader, writer };
 }

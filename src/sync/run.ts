@@ -2,7 +2,14 @@ import type pg from "pg";
 import pLimit, { type LimitFunction } from "p-limit";
 import { cancelOnAbort } from "../db/cancel.js";
 import { preflight } from "../check/run.js";
-import { allClosed, connect, describeError } from "../db/connect.js";
+import {
+  allClosed,
+  closeSoon,
+  connect,
+  describeError,
+  endClient,
+  openBoth,
+} from "../db/connect.js";
 import { displayName, type QualifiedName } from "../db/quote.js";
 import { isRetryable, SQLSTATE, sqlState } from "../db/errors.js";
 import { InputError } from "../input-error.js";
@@ -47,20 +54,43 @@ export async function sync(asked: SyncOptions): Promise<TableResult[]> {
   const signal = asked.signal;
   checkDistinctTargets(asked.tables);
   signal?.throwIfAborted();
+  // The run's two long-lived connections (the target's lock holder, the
+  // source's coordinator) open while the preflight runs: opening one
+  // writes nothing, and each costs a start-up round on the critical path.
+  const early = openBoth(connect(asked.target, "target"), connect(asked.source, "source"), [
+    endClient,
+    endClient,
+  ]);
+  // A failure to open is the preflight's to report.
+  early.catch(() => undefined);
+  const closeEarly = () =>
+    early.then(
+      (both) => Promise.all(both.map((c) => c.end().catch(() => undefined))),
+      () => undefined,
+    );
   // Everything the run needs, checked on both servers before anything is
   // written: a table refused there has its result, the others run.
-  const checked = await preflight({ ...asked, logger });
+  let checked: Awaited<ReturnType<typeof preflight>>;
+  try {
+    checked = await preflight({ ...asked, logger });
+  } catch (err) {
+    await closeEarly();
+    throw err;
+  }
   const opts = { ...asked, tables: checked.runnable };
   // A refused table's run is over: it goes to the history now (a target
   // that never had a sync has none, and is left as it was).
   await Promise.all(checked.refused.map((r) => recordRun(asked, r.spec, r.result)));
-  if (opts.tables.length === 0) return checked.results([]);
+  if (opts.tables.length === 0) {
+    await closeEarly();
+    return checked.results([]);
+  }
 
-  // Fail early, with nothing written, when the target is unreachable. The
-  // project schema is created per table once its source checks pass, so a
-  // run that fails on the source side leaves the target as it was.
+  // The project schema is created per table once its source checks pass,
+  // so a run that fails on the source side leaves the target as it was.
   const tuning = resolveTuning(opts.tuning);
-  const holder = await connect(opts.target, "target");
+  const [holder, firstSource] = await early;
+  let coordinator: pg.Client | undefined = firstSource;
   cancelOnAbort(holder, signal);
   let shared: SourceRun | undefined;
   try {
@@ -79,8 +109,15 @@ export async function sync(asked: SyncOptions): Promise<TableResult[]> {
 
     // 2. Then the snapshot, for the tables that hold their lock.
     const ready = [...locks.values()].filter((l) => typeof l === "object" && !(l instanceof Error));
-    if (ready.length > 0) {
+    if (ready.length === 0) {
+      // Every table waits for another run: no session on the source meanwhile.
+      closeSoon(coordinator!);
+      coordinator = undefined;
+    } else {
+      const client = coordinator;
+      coordinator = undefined;
       shared = await SourceRun.open(opts.source, {
+        client,
         signal,
         tables: ready.length,
         onRelease: (heldMs) => logger.info({ heldMs }, "source snapshot released"),
@@ -127,6 +164,7 @@ export async function sync(asked: SyncOptions): Promise<TableResult[]> {
     return checked.results(results);
   } finally {
     await shared?.close();
+    await coordinator?.end().catch(() => undefined);
     await holder.end().catch(() => undefined);
     // Connections ended along the way have closed by the time sync() returns.
     await allClosed();

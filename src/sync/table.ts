@@ -1,7 +1,7 @@
 import type pg from "pg";
 import type { LimitFunction } from "p-limit";
 import { cancelOnAbort } from "../db/cancel.js";
-import { closeSoon, connect } from "../db/connect.js";
+import { closeSoon, connect, endClient, openBoth } from "../db/connect.js";
 import { keyNames } from "../db/key.js";
 import {
   displayIdent,
@@ -77,17 +77,19 @@ export async function syncTable(
   const tableName = displayName(spec.source);
   const log = opts.logger.child({ table: tableName });
   opts.signal?.throwIfAborted();
-  const target = await connect(targetUrl, "target");
-  cancelOnAbort(target, opts.signal);
   // The table's own connection in the run's snapshot: it reads the catalog
   // and holds the table's source lock until the rows are staged. (Not the
   // run's coordinator: a failed statement there, such as a standby's
   // recovery conflict while waiting for a lock, would end the snapshot for
-  // every table of the run.)
-  let source: pg.Client | undefined;
+  // every table of the run.) Both open at once: each costs a start-up round.
+  const [target, reader] = await openBoth(connect(targetUrl, "target"), run.openReader(), [
+    endClient,
+    (r) => run.closeReader(r),
+  ]);
+  cancelOnAbort(target, opts.signal);
+  let source: pg.Client | undefined = reader;
   try {
     // 1. Resolve, in the run's snapshot: a missing table or key fails before the target is touched.
-    source = await run.openReader();
     const table = await readSourceTable(source, spec.source);
     const key = resolveKey(table, spec);
     if (key.index !== null) {
