@@ -5,6 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { loadConfig, MAX_CONFIG_BYTES, parseConfig } from "../src/config/load.js";
 import {
+  includedTablesFromConfig,
   requestFromConfig,
   requestFromFlags,
   resolveTables,
@@ -353,6 +354,25 @@ describe("--table flags", () => {
         ["fds.b", "raw", null],
         ["public.b", null, null],
       ],
+    );
+  });
+
+  test("the worker and serve leave out the tables: entries exclude: names, as sync does", () => {
+    const config = parseConfig(
+      "exclude: [fds.tmp_*]\ntables:\n  - {source: fds.a, every: 1m}\n  - {source: fds.tmp_1, every: 1m}\n  - {source: fds.b}\n",
+      "sync.yaml",
+      {},
+    );
+    assert.deepEqual(
+      includedTablesFromConfig(config).map(({ spec, index }) => [spec.source.name, index]),
+      [
+        ["a", 0],
+        ["b", 2],
+      ],
+    );
+    assert.deepEqual(
+      resolveTables(requestFromConfig(config)).map((s) => s.source.name),
+      ["a", "b"],
     );
   });
 });

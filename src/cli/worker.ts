@@ -1,6 +1,6 @@
 import { availableParallelism } from "node:os";
 import { loadConfig } from "../config/load.js";
-import { guardsFromConfig, tablesFromConfig } from "../config/resolve.js";
+import { guardsFromConfig, includedTablesFromConfig } from "../config/resolve.js";
 import type { ConfigFile } from "../config/schema.js";
 import { describeError } from "../db/connect.js";
 import { InputError } from "../input-error.js";
@@ -37,14 +37,16 @@ export async function runWorkerCommand(flags: WorkerFlags): Promise<number> {
       `--busy-backends takes a whole number of at least 1, not ${JSON.stringify(flags.busyBackends)}`,
     );
 
-  const specs = tablesFromConfig(config);
+  const specs = includedTablesFromConfig(config);
+  const left = (config.tables ?? []).length - specs.length;
+  if (left > 0)
+    logger.warn({ tables: left }, "tables left out by exclude: are not run by the worker");
   const tables: WorkerTable[] = [];
-  (config.tables ?? []).forEach((t, i) => {
+  for (const { spec, index } of specs) {
+    const t = config.tables![index]!;
     if (t.schedule || t.every)
-      tables.push(
-        workerTable(target, specs[i]!, t.every ? durationMs(t.every) : undefined, t.schedule),
-      );
-  });
+      tables.push(workerTable(target, spec, t.every ? durationMs(t.every) : undefined, t.schedule));
+  }
   const unscheduled = specs.length - tables.length;
   if (unscheduled > 0)
     logger.warn(
@@ -140,12 +142,14 @@ export async function runServeCommand(flags: ServeFlags): Promise<number> {
 }
 
 function configuredTables(config: ConfigFile): ConfiguredTable[] {
-  const specs = tablesFromConfig(config);
-  return (config.tables ?? []).map((t, i) => ({
-    source: specs[i]!.source,
-    target: specs[i]!.target ?? specs[i]!.source,
-    schedule: t.every ? `every ${t.every}` : (t.schedule ?? null),
-  }));
+  return includedTablesFromConfig(config).map(({ spec, index }) => {
+    const t = config.tables![index]!;
+    return {
+      source: spec.source,
+      target: spec.target ?? spec.source,
+      schedule: t.every ? `every ${t.every}` : (t.schedule ?? null),
+    };
+  });
 }
 
 async function ping(name: string, c: Reconnecting): Promise<Record<string, Check>> {

@@ -99,6 +99,18 @@ function excludes(texts: string[], origin: string): TablePattern[] {
   });
 }
 
+/**
+ * A config's `tables:` entries, less those its `exclude:` names, with their
+ * positions in `tables:` (the worker and serve read the list; sync
+ * resolves it with requestFromConfig, which leaves out the same ones).
+ */
+export function includedTablesFromConfig(config: ConfigFile): { spec: TableSpec; index: number }[] {
+  const exclude = excludes(config.exclude ?? [], "exclude");
+  return tablesFromConfig(config)
+    .map((spec, index) => ({ spec, index }))
+    .filter(({ spec }) => !excluded(exclude, spec.source));
+}
+
 /** `--table SRC[:DST]` flags (names or patterns), each with its own settings. */
 export function requestFromFlags(flags: TableFlag[], exclude: string[] = []): TableRequest {
   const entries = flags.map(({ table, ...settings }): Entry => {
