@@ -1,4 +1,4 @@
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { availableParallelism, cpus, tmpdir, totalmem } from "node:os";
 import { join } from "node:path";
 import {
@@ -40,7 +40,25 @@ const THROWAWAY_SETTINGS = {
   max_connections: "100",
   // Rounds vacuum the source themselves; a background vacuum would land in a measurement.
   autovacuum: "off",
+  // As production servers are set up; used only where the kernel has them reserved.
+  huge_pages: "try",
 };
+
+/**
+ * Huge pages held on this machine (in use or reserved), in MB, from
+ * /proc/meminfo; 0 where there is none. Without them every new backend
+ * faults in each shared buffer it touches, page by page: a fresh CLI run's
+ * scan of a cached 2M-row table costs about five times a warm backend's
+ * (docs/performance.md), and each run of ours or of a reference opens new
+ * backends. The kernel hands them out only if reserved (vm.nr_hugepages).
+ */
+async function hugePagesHeldMB(): Promise<number> {
+  const info = await readFile("/proc/meminfo", "utf8").catch(() => "");
+  const field = (name: string) =>
+    Number(new RegExp(`^${name}:\\s+(\\d+)`, "m").exec(info)?.[1] ?? 0);
+  const held = field("HugePages_Total") - field("HugePages_Free") + field("HugePages_Rsvd");
+  return Math.round((held * field("Hugepagesize")) / 1024);
+}
 
 const major = async (url: string) =>
   (
@@ -102,11 +120,16 @@ export async function runBench(o: BenchOptions): Promise<BenchResult> {
       );
       const start = () =>
         startCluster({ version, settings: THROWAWAY_SETTINGS, prefix: "xmin-sync-bench-" });
+      const before = await hugePagesHeldMB();
       clusters.push(...(await Promise.all([start(), start()])));
+      const huge = (await hugePagesHeldMB()) - before;
       source = await clusters[0]!.createDatabase("bench");
       targetServer = clusters[1]!.url("postgres");
       setup =
-        "two throwaway servers on this machine (fsync, synchronous_commit, full_page_writes and autovacuum off; shared_buffers 512MB)";
+        "two throwaway servers on this machine (fsync, synchronous_commit, full_page_writes and autovacuum off; shared_buffers 512MB; " +
+        (huge > 0
+          ? `shared memory in huge pages, ${huge} MB)`
+          : "no huge pages: the kernel has none reserved, vm.nr_hugepages)");
     }
     const version = (await sql(source, "SHOW server_version"))[0]!.server_version as string;
     const notes: string[] = [];
