@@ -1,3 +1,4 @@
+import { setMaxListeners } from "node:events";
 import { connect as netConnect } from "node:net";
 import type pg from "pg";
 
@@ -51,6 +52,9 @@ export function cancelOnAbort(client: pg.Client, signal: AbortSignal | undefined
   if (!signal) return;
   const cancel = () => void sendCancel(client);
   if (signal.aborted) return;
+  // One listener per open connection of the run: a run of a few tables on
+  // a few workers has more than the 10 after which Node warns of a leak.
+  setMaxListeners(0, signal);
   signal.addEventListener("abort", cancel, { once: true });
   client.once("end", () => signal.removeEventListener("abort", cancel));
 }
