@@ -68,7 +68,7 @@ describe("output and bad input (source 17 -> target 17)", () => {
     dir = await mkdtemp(join(tmpdir(), "xmin-sync-output-"));
     await source.sql(`
       CREATE TABLE public.big (id int PRIMARY KEY, pad text NOT NULL);
-      INSERT INTO public.big SELECT i, repeat(md5(i::text), 4) FROM generate_series(1, 250000) i;
+      INSERT INTO public.big SELECT i, repeat(md5(i::text), 4) FROM generate_series(1, 600000) i;
       CREATE TABLE public.small (id int PRIMARY KEY, v text);
       INSERT INTO public.small SELECT i, 'v' || i FROM generate_series(1, 100) i;
       CREATE VIEW public.vw AS SELECT id, v FROM public.small;
@@ -114,7 +114,7 @@ describe("output and bad input (source 17 -> target 17)", () => {
     );
     assert.ok(
       segments.some((s) =>
-        /^ok {3}public\.big -> public\.big: full \(first run\), 250000 rows copied/.test(s),
+        /^ok {3}public\.big -> public\.big: full \(first run\), 600000 rows copied/.test(s),
       ),
       text,
     );
@@ -198,6 +198,18 @@ describe("output and bad input (source 17 -> target 17)", () => {
     const debug = await runCli(["--debug", "sync", "--table", "a.b.c"]);
     assert.equal(debug.code, 2);
     assert.match(debug.stderr, STACK);
+  });
+
+  test("a reader that closes the pipe early (--help | head) ends the output, not in a stack trace", async () => {
+    const child = spawn(process.execPath, [CLI, "sync", "--help"], {
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    child.stdout.destroy();
+    let stderr = "";
+    child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
+    const code = await new Promise((resolve) => child.on("close", resolve));
+    assert.equal(code, 0, stderr);
+    assert.equal(stderr, "");
   });
 
   test("every bad input: one line, exit 2, naming the thing (and the side)", async () => {

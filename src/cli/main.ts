@@ -1,5 +1,17 @@
 #!/usr/bin/env node
+// First: evaluated before the imports that load pg.
+import "./navigator.js";
 import { main } from "./program.js";
+
+// A reader that stops early (`xmin-sync --help | head`) closes the pipe:
+// the rest of the output is dropped, and a run goes on to its own end and
+// exit code, not to a stack trace.
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on("error", (err: NodeJS.ErrnoException) => {
+    if (err.code === "EPIPE" || err.code === "ERR_STREAM_DESTROYED") return;
+    throw err;
+  });
+}
 
 process.exitCode = await main(process.argv);
 
