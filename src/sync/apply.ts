@@ -179,8 +179,12 @@ async function mergeStaged(
         ctx.pool(async () => {
           stop.signal.throwIfAborted();
           ctx.signal?.throwIfAborted();
-          const other = await connect(ctx.targetUrl, "target");
-          cancelOnAbort(other, ctx.signal);
+          // A copy's connection, done with, else a new one.
+          let other = ctx.spareTargets?.pop();
+          if (!other) {
+            other = await connect(ctx.targetUrl, "target");
+            cancelOnAbort(other, ctx.signal);
+          }
           try {
             // Each slice commits only while the run still holds the table's
             // lock: a run that lost it (its connection ended) must not write

@@ -45,6 +45,12 @@ export interface CopyContext {
   parts: ReadPart[];
   format: "text" | "binary";
   signal?: AbortSignal | undefined;
+  /**
+   * Target connections a finished copy leaves here, idle and outside any
+   * transaction, for the table's merge to take instead of opening new ones
+   * (each costs a start-up round); whoever made the context closes the rest.
+   */
+  spareTargets?: pg.Client[];
 }
 
 export interface CopyPartsOptions {
@@ -85,6 +91,8 @@ export async function copyParts(
   // A pair is kept only while parts of this copy are still to start: the
   // pool's slots are shared with other tables, which open their own.
   const idle: { reader: pg.Client; writer: pg.Client }[] = [];
+  const release = (writer: pg.Client) =>
+    ctx.spareTargets && !stop.signal.aborted ? ctx.spareTargets.push(writer) : closeSoon(writer);
   const parts = opts.parts ?? ctx.parts;
   let notStarted = parts.length;
   const settled = await Promise.allSettled(
@@ -117,7 +125,7 @@ export async function copyParts(
           if (notStarted > 0) idle.push({ reader, writer });
           else {
             await ctx.source.closeReader(reader);
-            closeSoon(writer);
+            release(writer);
           }
           return rows;
         } catch (err) {
@@ -140,7 +148,7 @@ export async function copyParts(
   await Promise.all(
     idle.map(async ({ reader, writer }) => {
       await ctx.source.closeReader(reader);
-      closeSoon(writer);
+      release(writer);
     }),
   );
   // The first failure is the cause; the others were cancelled because of it.

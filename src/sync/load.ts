@@ -264,8 +264,13 @@ async function buildIndexes(ctx: TableContext, load: QualifiedName): Promise<voi
   ];
   await ctx.pool(async () => {
     ctx.signal?.throwIfAborted();
-    const c = await connect(ctx.targetUrl, "target");
-    cancelOnAbort(c, ctx.signal);
+    // A copy's connection, done with, else a new one (its settings below
+    // are its own: it is closed afterwards, not handed on).
+    let c = ctx.spareTargets?.pop();
+    if (!c) {
+      c = await connect(ctx.targetUrl, "target");
+      cancelOnAbort(c, ctx.signal);
+    }
     try {
       await c.query(
         `SELECT set_config('maintenance_work_mem',

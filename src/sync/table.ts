@@ -88,6 +88,8 @@ export async function syncTable(
   ]);
   cancelOnAbort(target, opts.signal);
   let source: pg.Client | undefined = reader;
+  // Target connections the copies are done with, for the merge's slices.
+  const spares: pg.Client[] = [];
   try {
     // 1. Resolve, in the run's snapshot: a missing table or key fails before the target is touched.
     const table = await readSourceTable(source, spec.source);
@@ -166,6 +168,7 @@ export async function syncTable(
     const ctx: TableContext = {
       source: run,
       targetUrl,
+      spareTargets: spares,
       pool: opts.pool,
       parts,
       // Binary COPY skips text formatting and parsing, but carries type OIDs
@@ -197,10 +200,14 @@ export async function syncTable(
       // 6. Stage the rows the plan reads; then the source is no longer needed,
       // and neither is the snapshot, once every table of the run is done with it.
       const staged = await stageRows(ctx, plan);
+      // The reader's last question and its closing go on beside the merge.
       // Only a report: a lost connection must not fail the table now.
-      const held = await run.oldestRunning(source).catch(() => null);
-      await run.closeReader(source);
+      const reader = source;
       source = undefined;
+      const heldBy = run
+        .oldestRunning(reader)
+        .catch(() => null)
+        .finally(() => run.closeReader(reader));
       const snapshotHeldMs = Date.now() - run.takenAt;
       opts.onReadDone();
       // 7. Apply them and commit the state with the last of the data.
@@ -212,6 +219,7 @@ export async function syncTable(
         opts,
       );
       log.info({ ...applied.counts, watermark: applied.watermark?.toString() }, "committed");
+      const held = await heldBy;
       return {
         ...outcome(spec, targetName, plan, staged, applied, state),
         ...(held ? { heldBackBy: held } : {}),
@@ -224,6 +232,7 @@ export async function syncTable(
   } finally {
     if (source) await run.closeReader(source);
     closeSoon(target);
+    for (const spare of spares.splice(0)) closeSoon(spare);
   }
 }
 
