@@ -42,6 +42,16 @@ describe("changes on the source", () => {
     assert.equal(r!.status, "ok", r!.error);
     return r!;
   };
+  /** app.<name> (id, v) with `rows` rows on the source, synced once. */
+  const synced = async (name: string, rows: number, extra: Partial<TableSpec>) => {
+    await source.sql(`
+      CREATE TABLE app.${name} (id int PRIMARY KEY, v text);
+      INSERT INTO app.${name} SELECT i, 'v' || i FROM generate_series(1, ${rows}) i;
+    `);
+    const s = spec(name, extra);
+    await run(s);
+    return s;
+  };
   /** Two syncs (the second must find nothing left to do), then the copy equals the source, and deep validation agrees. */
   const converge = async (s: TableSpec, key: string[]) => {
     const first = await run(s);
@@ -196,12 +206,7 @@ describe("changes on the source", () => {
   });
 
   test("VACUUM FULL and CLUSTER keep xmin: no resync, only the changed rows", async () => {
-    await source.sql(`
-      CREATE TABLE app.kept (id int PRIMARY KEY, v text);
-      INSERT INTO app.kept SELECT i, 'v' || i FROM generate_series(1, 3000) i;
-    `);
-    const s = spec("kept", { deletes: "hard" });
-    await run(s);
+    const s = await synced("kept", 3000, { deletes: "hard" });
     for (const rewrite of ["VACUUM FULL app.kept", "CLUSTER app.kept USING kept_pkey"]) {
       await source.sql("UPDATE app.kept SET v = v || '+' WHERE id % 100 = 0");
       await source.sql(rewrite);
@@ -213,12 +218,7 @@ describe("changes on the source", () => {
   });
 
   test("a rewriting ALTER gives every row a new xmin: merged by content, not as a mass update", async () => {
-    await source.sql(`
-      CREATE TABLE app.rewritten (id int PRIMARY KEY, v text);
-      INSERT INTO app.rewritten SELECT i, 'v' || i FROM generate_series(1, 3000) i;
-    `);
-    const s = spec("rewritten", { deletes: "hard" });
-    await run(s);
+    const s = await synced("rewritten", 3000, { deletes: "hard" });
     await source.sql("UPDATE app.rewritten SET v = 'changed' WHERE id <= 5");
     // An older transaction stays open: it holds the watermark below the rewrite.
     const older: pg.Client = await source.client();
@@ -284,12 +284,7 @@ describe("changes on the source", () => {
   }
 
   test("a run that would delete most of the target stops unless the source agrees", async () => {
-    await source.sql(`
-      CREATE TABLE app.guarded (id int PRIMARY KEY, v text);
-      INSERT INTO app.guarded SELECT i, 'v' || i FROM generate_series(1, 1000) i;
-    `);
-    const s = spec("guarded", { deletes: "hard" });
-    await run(s);
+    const s = await synced("guarded", 1000, { deletes: "hard" });
     // A real mass delete: the fresh look at the source agrees, so it goes through.
     await source.sql("DELETE FROM app.guarded WHERE id > 100");
     const r = await run(s);
@@ -309,12 +304,7 @@ describe("changes on the source", () => {
   });
 
   test("soft deletes: the guard weighs the rows still live, not the marked ones", async () => {
-    await source.sql(`
-      CREATE TABLE app.soft_guarded (id int PRIMARY KEY, v text);
-      INSERT INTO app.soft_guarded SELECT i, 'v' || i FROM generate_series(1, 1000) i;
-    `);
-    const s = spec("soft_guarded", { deletes: "soft" });
-    await run(s);
+    const s = await synced("soft_guarded", 1000, { deletes: "soft" });
     await source.sql("DELETE FROM app.soft_guarded WHERE id > 100");
     assert.equal((await run(s)).deleted, 900);
     // 90 of the 100 live rows go: a mass delete of the live rows (9% of the
