@@ -1,5 +1,6 @@
 import type pg from "pg";
 import { cancelOnAbort } from "../db/cancel.js";
+import { keyNames } from "../db/key.js";
 import { closeSoon, connect } from "../db/connect.js";
 import { displayName, quoteIdent, quoteQualified, type QualifiedName } from "../db/quote.js";
 import { withSettings, withTransaction } from "../db/tx.js";
@@ -7,7 +8,7 @@ import { freeRelationName, SOURCE_DELETED_AT } from "../target/ddl.js";
 import { dropLoadPlan } from "../target/load-plan.js";
 import { assertTargetLockHeld } from "../target/lock.js";
 import { deleteMissingSql, markMissingSql, type MergeSpec } from "../target/merge.js";
-import { mergeRows } from "../target/merge-rows.js";
+import { hasUpsertArbiter, mergeRows } from "../target/merge-rows.js";
 import { createSchemaIfMissing, lockSharedDdl } from "../target/project.js";
 import { writeState, type StateUpdate } from "../target/state.js";
 import { columnsOf, type TableContext } from "./context.js";
@@ -149,6 +150,13 @@ async function mergeStaged(
   // (0.27 s against 0.93 s for 1% of 2M rows, docs/performance.md). Only
   // for the statements it was measured on.
   const few = (staged.rows / slices.length) * 20 < targetRows;
+  // On 15/16, few rows go by INSERT … ON CONFLICT where the target's key
+  // index can arbitrate as MERGE would; else count + MERGE.
+  const upsert =
+    few &&
+    ctx.targetServer.hasMerge &&
+    !ctx.targetServer.hasMergeReturning &&
+    (await hasUpsertArbiter(c, ctx.targetName, keyNames(ctx.key)));
   const planner: Record<string, string> = few
     ? { enable_hashjoin: "off", enable_mergejoin: "off" }
     : {};
@@ -157,13 +165,15 @@ async function mergeStaged(
     const s: MergeSpec = slice ? { ...spec, slice } : spec;
     await withSettings(client, planner, async () => {
       ctx.signal?.throwIfAborted();
-      const merged = await mergeRows(client, ctx.targetServer, s, few);
+      const merged = await mergeRows(client, ctx.targetServer, s, upsert);
       counts.inserted += merged.inserted;
       counts.updated += merged.updated;
     });
     ctx.progress("merge", { done: ++done, total: slices.length });
   };
   const others = slices.slice(0, -1);
+  // Spare connections the slices will not use are not held through the merge.
+  for (const spare of ctx.spareTargets?.splice(others.length) ?? []) closeSoon(spare);
   const last = slices[slices.length - 1]!;
   ctx.progress("merge", { done, total: slices.length });
   await withTransaction(c, async () => {
@@ -242,8 +252,11 @@ async function checkMassDelete(
   // what was live before this run: a copy whose rows are mostly marked
   // already could lose all its live ones and stay under the share. Count
   // them (rows marked by this run were live; rows it inserted were not there).
+  // It is a mass delete when live < deleted / share - deleted + inserted:
+  // live rows are counted up to just past that bound, not through the table.
+  const bound = Math.ceil(deleted / opts.massDeleteShare - deleted + inserted) + 1;
   const before = plan.softDeletes
-    ? (await liveRows(ctx.target, ctx.targetName)) + deleted - inserted
+    ? (await liveRowsUpTo(ctx.target, ctx.targetName, bound)) + deleted - inserted
     : Math.max(targetRows, deleted);
   if (!isMassDelete(deleted, before, opts.massDeleteShare)) return;
   const fresh = await freshSourceCount(ctx);
@@ -275,10 +288,12 @@ export function sourceConfirmsDelete(n: {
   return n.fresh <= n.before - n.deleted + n.inserted + n.deleted / 2;
 }
 
-/** Target rows not marked as deleted, in the caller's transaction (after this run's marks). */
-async function liveRows(c: pg.Client, table: QualifiedName): Promise<number> {
+/** Target rows not marked as deleted, at most `limit`, in the caller's transaction (after this run's marks). */
+async function liveRowsUpTo(c: pg.Client, table: QualifiedName, limit: number): Promise<number> {
   const { rows } = await c.query<{ n: string }>(
-    `SELECT count(*)::bigint AS n FROM ${quoteQualified(table)} WHERE ${quoteIdent(SOURCE_DELETED_AT)} IS NULL`,
+    `SELECT count(*)::bigint AS n FROM (SELECT 1 FROM ${quoteQualified(table)}` +
+      ` WHERE ${quoteIdent(SOURCE_DELETED_AT)} IS NULL LIMIT $1::bigint) AS live`,
+    [limit],
   );
   return Number(rows[0]!.n);
 }

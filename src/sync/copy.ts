@@ -91,8 +91,11 @@ export async function copyParts(
   // A pair is kept only while parts of this copy are still to start: the
   // pool's slots are shared with other tables, which open their own.
   const idle: { reader: pg.Client; writer: pg.Client }[] = [];
+  // At most one spare per other worker slot: what a merge's slices can use.
   const release = (writer: pg.Client) =>
-    ctx.spareTargets && !stop.signal.aborted ? ctx.spareTargets.push(writer) : closeSoon(writer);
+    ctx.spareTargets && !stop.signal.aborted && ctx.spareTargets.length < ctx.pool.concurrency - 1
+      ? ctx.spareTargets.push(writer)
+      : closeSoon(writer);
   const parts = opts.parts ?? ctx.parts;
   let notStarted = parts.length;
   const settled = await Promise.allSettled(

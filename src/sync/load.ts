@@ -269,6 +269,7 @@ async function buildIndexes(ctx: TableContext, load: QualifiedName): Promise<voi
     // A copy's connection, done with, else a new one (its settings below
     // are its own: it is closed afterwards, not handed on).
     let c = ctx.spareTargets?.pop();
+    for (const spare of ctx.spareTargets?.splice(0) ?? []) closeSoon(spare);
     if (!c) {
       c = await connect(ctx.targetUrl, "target");
       cancelOnAbort(c, ctx.signal);

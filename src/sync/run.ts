@@ -54,6 +54,8 @@ export async function sync(asked: SyncOptions): Promise<TableResult[]> {
   const signal = asked.signal;
   checkDistinctTargets(asked.tables);
   signal?.throwIfAborted();
+  // Bad tuning input fails here, before any connection is opened.
+  const tuning = resolveTuning(asked.tuning);
   // The run's two long-lived connections (the target's lock holder, the
   // source's coordinator) open while the preflight runs: opening one
   // writes nothing, and each costs a start-up round on the critical path.
@@ -88,7 +90,6 @@ export async function sync(asked: SyncOptions): Promise<TableResult[]> {
 
   // The project schema is created per table once its source checks pass,
   // so a run that fails on the source side leaves the target as it was.
-  const tuning = resolveTuning(opts.tuning);
   const [holder, firstSource] = await early;
   let coordinator: pg.Client | undefined = firstSource;
   cancelOnAbort(holder, signal);

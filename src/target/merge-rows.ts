@@ -1,7 +1,36 @@
 import type pg from "pg";
 import type { ServerInfo } from "../db/server.js";
+import { quoteQualified, type QualifiedName } from "../db/quote.js";
 import type { Statement } from "../db/statement.js";
 import { countNewSql, mergeSql, upsertSql, type MergeSpec } from "./merge.js";
+
+/**
+ * Whether `INSERT … ON CONFLICT (key)` can settle conflicts on `table` as
+ * MERGE's key equality does: a valid, immediate (not deferrable) unique
+ * index on exactly the key's columns, each with its column's collation.
+ * Our own targets have one (their primary key); a table made by hand may
+ * not.
+ */
+export async function hasUpsertArbiter(
+  client: pg.Client,
+  table: QualifiedName,
+  key: string[],
+): Promise<boolean> {
+  const { rows } = await client.query<{ ok: boolean }>(
+    `SELECT EXISTS (
+       SELECT 1 FROM pg_index i
+        WHERE i.indrelid = $1::regclass AND i.indisunique AND i.indisvalid AND i.indimmediate
+          AND i.indpred IS NULL AND i.indexprs IS NULL AND i.indnkeyatts = cardinality($2::text[])
+          AND (SELECT array_agg(a.attname::text ORDER BY a.attname)
+                 FROM generate_series(0, i.indnkeyatts - 1) AS j
+                 JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[j]
+                WHERE i.indcollation[j] = a.attcollation)
+              = (SELECT array_agg(x ORDER BY x) FROM unnest($2::text[]) AS x)
+     ) AS ok`,
+    [quoteQualified(table), key],
+  );
+  return rows[0]?.ok === true;
+}
 
 /**
  * Merges staged rows into the target with the statement the server has,
@@ -16,6 +45,7 @@ export async function mergeRows(
   client: pg.Client,
   server: ServerInfo,
   spec: MergeSpec,
+  /** A few rows, into a target with an upsert arbiter (hasUpsertArbiter). */
   few = false,
 ): Promise<{ inserted: number; updated: number }> {
   const counted = async (stmt: Statement) => {
