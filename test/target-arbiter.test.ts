@@ -1,8 +1,6 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { sync } from "../src/index.js";
-import type { TableResult } from "../src/sync/types.js";
-import { assertSameRows } from "./helpers/compare.js";
+import { assertSameRows, syncOk } from "./helpers/compare.js";
 import { testDatabase, type TestDatabase } from "./helpers/databases.js";
 import { hasSystemPostgres } from "./helpers/servers.js";
 
@@ -27,15 +25,7 @@ describe("a small merge into a target whose key cannot arbitrate ON CONFLICT", (
     await Promise.all([source?.stop(), target?.stop()]);
   });
 
-  const run = async (): Promise<TableResult> => {
-    const [r] = await sync({
-      source: source.url(),
-      target: target.url(),
-      tables: [{ source: { schema: "public", name: "d" } }],
-    });
-    assert.equal(r!.status, "ok", r!.error);
-    return r!;
-  };
+  const run = () => syncOk(source, target, { source: { schema: "public", name: "d" } });
 
   test("a deferrable primary key made by hand: the rows still merge by key", async () => {
     await source.sql(`

@@ -1,9 +1,8 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { sync, type TableResult } from "../src/index.js";
 import { type Version } from "./helpers/cluster.js";
 import { testDatabase, type TestDatabase } from "./helpers/databases.js";
-import { columnList, tableText } from "./helpers/compare.js";
+import { columnList, syncOk, tableText } from "./helpers/compare.js";
 
 /**
  * Type fidelity (the target row carries the source columns with the same
@@ -209,15 +208,8 @@ for (const [sourceVersion, targetVersion] of [
       await Promise.all([source?.stop(), target?.stop()]);
     });
 
-    const run = async (): Promise<TableResult> => {
-      const [r] = await sync({
-        source: source.url(),
-        target: target.url(),
-        tables: [{ source: { schema: SCHEMA, name: TABLE }, target: TARGET }],
-      });
-      assert.equal(r!.status, "ok", r!.error);
-      return r!;
-    };
+    const run = () =>
+      syncOk(source, target, { source: { schema: SCHEMA, name: TABLE }, target: TARGET });
     const assertSameRows = async () => {
       const cols = await columnList(source, "postgres", SOURCE_TABLE);
       const want = await tableText(source, "postgres", SOURCE_TABLE, cols, KEY);

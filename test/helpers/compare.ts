@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import type pg from "pg";
-import { validate, type TableSpec } from "../../src/index.js";
+import { sync, validate, type TableSpec } from "../../src/index.js";
+import type { TableResult } from "../../src/sync/types.js";
 /** A server or database the test can run SQL on. */
 interface Queryable {
   sql<T extends pg.QueryResultRow = pg.QueryResultRow>(
@@ -82,4 +83,15 @@ export async function assertDeepValidates(
     [0, 0, 0],
     "validate --deep agrees",
   );
+}
+
+/** Syncs one table and asserts it went well: the result, for the test's own checks. */
+export async function syncOk(
+  source: { url(): string },
+  target: { url(): string },
+  spec: TableSpec,
+): Promise<TableResult> {
+  const [r] = await sync({ source: source.url(), target: target.url(), tables: [spec] });
+  assert.equal(r!.status, "ok", r!.error);
+  return r!;
 }
