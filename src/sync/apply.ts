@@ -1,7 +1,6 @@
 import type pg from "pg";
-import { cancelOnAbort } from "../db/cancel.js";
 import { keyNames } from "../db/key.js";
-import { closeSoon, connect } from "../db/connect.js";
+import { closeSoon } from "../db/connect.js";
 import { displayName, quoteIdent, quoteQualified, type QualifiedName } from "../db/quote.js";
 import { withSettings, withTransaction } from "../db/tx.js";
 import { freeRelationName, SOURCE_DELETED_AT } from "../target/ddl.js";
@@ -12,6 +11,7 @@ import { hasUpsertArbiter, mergeRows } from "../target/merge-rows.js";
 import { createSchemaIfMissing, lockSharedDdl } from "../target/project.js";
 import { writeState, type StateUpdate } from "../target/state.js";
 import { columnsOf, type TableContext } from "./context.js";
+import { takeTarget, trimSpares } from "./copy.js";
 import { indexNames } from "./load.js";
 import type { Plan } from "./plan.js";
 import type { Staged } from "./stage.js";
@@ -173,7 +173,7 @@ async function mergeStaged(
   };
   const others = slices.slice(0, -1);
   // Spare connections the slices will not use are not held through the merge.
-  for (const spare of ctx.spareTargets?.splice(others.length) ?? []) closeSoon(spare);
+  trimSpares(ctx.spareTargets, others.length);
   const last = slices[slices.length - 1]!;
   ctx.progress("merge", { done, total: slices.length });
   await withTransaction(c, async () => {
@@ -189,12 +189,7 @@ async function mergeStaged(
         ctx.pool(async () => {
           stop.signal.throwIfAborted();
           ctx.signal?.throwIfAborted();
-          // A copy's connection, done with, else a new one.
-          let other = ctx.spareTargets?.pop();
-          if (!other) {
-            other = await connect(ctx.targetUrl, "target");
-            cancelOnAbort(other, ctx.signal);
-          }
+          const other = await takeTarget(ctx);
           try {
             // Each slice commits only while the run still holds the table's
             // lock: a run that lost it (its connection ended) must not write

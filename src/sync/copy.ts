@@ -171,3 +171,20 @@ async function openPair(ctx: CopyContext): Promise<{ reader: pg.Client; writer: 
   cancelOnAbort(writer, ctx.signal);
   return { reader, writer };
 }
+
+/**
+ * A target connection watched by the run's signal for one step of the
+ * table's run: a copy's spare if there is one, else a new one.
+ */
+export async function takeTarget(ctx: CopyContext): Promise<pg.Client> {
+  const spare = ctx.spareTargets?.pop();
+  if (spare) return spare;
+  const c = await connect(ctx.targetUrl, "target");
+  cancelOnAbort(c, ctx.signal);
+  return c;
+}
+
+/** Closes the spare target connections beyond the first `keep`. */
+export function trimSpares(spares: pg.Client[] | undefined, keep = 0): void {
+  for (const spare of spares?.splice(keep) ?? []) closeSoon(spare);
+}

@@ -1,5 +1,4 @@
-import { cancelOnAbort } from "../db/cancel.js";
-import { closeSoon, connect } from "../db/connect.js";
+import { closeSoon } from "../db/connect.js";
 import { SQLSTATE, sqlState } from "../db/errors.js";
 import { keyEqualsSql, keyNames } from "../db/key.js";
 import { quoteIdent, quoteQualified, type QualifiedName } from "../db/quote.js";
@@ -18,7 +17,7 @@ import {
 } from "../target/load-plan.js";
 import { createKeysSql, createStageSql, deleteMissingSql } from "../target/merge.js";
 import { dropWorkTables, workTable } from "../target/work.js";
-import { copyParts } from "./copy.js";
+import { copyParts, takeTarget, trimSpares } from "./copy.js";
 import { columnsOf, type TableContext } from "./context.js";
 import { refuseBadLoadedKeys } from "./key-check.js";
 import type { Plan } from "./plan.js";
@@ -266,14 +265,9 @@ async function buildIndexes(ctx: TableContext, load: QualifiedName): Promise<voi
   ];
   await ctx.pool(async () => {
     ctx.signal?.throwIfAborted();
-    // A copy's connection, done with, else a new one (its settings below
-    // are its own: it is closed afterwards, not handed on).
-    let c = ctx.spareTargets?.pop();
-    for (const spare of ctx.spareTargets?.splice(0) ?? []) closeSoon(spare);
-    if (!c) {
-      c = await connect(ctx.targetUrl, "target");
-      cancelOnAbort(c, ctx.signal);
-    }
+    // Its settings below are its own: it is closed afterwards, not handed on.
+    const c = await takeTarget(ctx);
+    trimSpares(ctx.spareTargets);
     try {
       await c.query(
         `SELECT set_config('maintenance_work_mem',

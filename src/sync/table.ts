@@ -28,6 +28,7 @@ import { storedTypes } from "../target/types.js";
 import { dropWorkTables, type WorkKind } from "../target/work.js";
 import { applyStaged, type Applied, type ApplyOptions, type StateDraft } from "./apply.js";
 import type { TableContext } from "./context.js";
+import { trimSpares } from "./copy.js";
 import {
   checkSchemaPolicy,
   evolveTarget,
@@ -232,7 +233,7 @@ export async function syncTable(
   } finally {
     if (source) await run.closeReader(source);
     closeSoon(target);
-    for (const spare of spares.splice(0)) closeSoon(spare);
+    trimSpares(spares);
   }
 }
 
