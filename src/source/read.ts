@@ -41,7 +41,7 @@ export type RowFilter =
  * What one reader copies out of the source: the table's columns (or the
  * key only) plus the row's reconstructed 64-bit xmin. Values come from
  * set_config (COPY takes no bind parameters) and are read once per statement
- * through uncorrelated subqueries (xidSetting) or as TID/key scan bounds.
+ * through uncorrelated scalar subqueries (`setting`) or as TID/key scan bounds.
  */
 export interface ReadSpec {
   part: ReadPart;

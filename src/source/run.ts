@@ -83,15 +83,14 @@ export class SourceRun {
 
   static async open(url: string, opts: SourceRunOptions = {}): Promise<SourceRun> {
     let client = opts.client;
-    try {
+    if (!client) {
       opts.signal?.throwIfAborted();
-    } catch (err) {
-      await client?.end().catch(() => undefined);
-      throw err;
+      client = await connect(url, "source");
     }
-    client ??= await connect(url, "source");
     cancelOnAbort(client, opts.signal);
     try {
+      // Here, so that a connection given to us is ended on the one path.
+      opts.signal?.throwIfAborted();
       const server = await readServerInfo(client);
       const { snapshot, exportedId } = await beginSnapshot(client, server, {
         exportSnapshot: true,

@@ -36,24 +36,25 @@ export async function hasUpsertArbiter(
  * Merges staged rows into the target with the statement the server has,
  * and says how many it inserted and updated: one statement on 17 (MERGE …
  * RETURNING) and on 13/14 (INSERT … ON CONFLICT … RETURNING). On 15 and 16
- * MERGE reports only a total: a few rows (`few`: each probed by key) go
- * by INSERT … ON CONFLICT too, which costs what the MERGE does (30-80 ms
- * less than counting first, for 10,000 rows into 2M); many rows are counted
- * first, then MERGEd with the hash join ON CONFLICT cannot use.
+ * MERGE reports only a total: with `upsert` (a few rows, each probed by
+ * key, into a target with an arbiter) they go by INSERT … ON CONFLICT too,
+ * which costs what the MERGE does (30-80 ms less than counting first, for
+ * 10,000 rows into 2M); else the new keys are counted first, then MERGEd
+ * with the hash join ON CONFLICT cannot use.
  */
 export async function mergeRows(
   client: pg.Client,
   server: ServerInfo,
   spec: MergeSpec,
   /** A few rows, into a target with an upsert arbiter (hasUpsertArbiter). */
-  few = false,
+  upsert = false,
 ): Promise<{ inserted: number; updated: number }> {
   const counted = async (stmt: Statement) => {
     const { rows } = await client.query<{ inserted: string; updated: string }>(stmt);
     return { inserted: Number(rows[0]!.inserted), updated: Number(rows[0]!.updated) };
   };
   if (server.hasMergeReturning) return counted(mergeSql(spec, { counted: true }));
-  if (!server.hasMerge || few) return counted(upsertSql(spec));
+  if (!server.hasMerge || upsert) return counted(upsertSql(spec));
   const { rows } = await client.query<{ n: string }>(countNewSql(spec));
   const inserted = Number(rows[0]!.n);
   const merged = await client.query(mergeSql(spec));
