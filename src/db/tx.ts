@@ -35,11 +35,12 @@ export async function withSettings<T>(
 ): Promise<T> {
   const names = Object.keys(settings);
   if (names.length === 0) return fn();
+  // One round trip: each row reads its setting before it sets it.
   const { rows } = await client.query<{ old: string }>(
-    "SELECT current_setting(name) AS old FROM unnest($1::text[]) WITH ORDINALITY AS s(name, i) ORDER BY i",
-    [names],
+    `SELECT current_setting(name) AS old, set_config(name, value, true)
+       FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS s(name, value, i) ORDER BY i`,
+    [names, Object.values(settings)],
   );
-  await setAll(client, names, Object.values(settings));
   try {
     return await fn();
   } finally {
