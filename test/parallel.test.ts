@@ -159,6 +159,34 @@ describe("parallel reads, first loads and sliced merges", () => {
     await assertEqual("app.plain", "picky.plain", "id");
   });
 
+  test("no session outlives a run, whether it succeeded, failed or was refused", async () => {
+    // The run hands the preflight's connections to its first table and opens
+    // a copy's connections ahead of it: each way out must close them.
+    const sessionsLeft = async (db: TestDatabase) => {
+      for (let waited = 0; ; waited += 50) {
+        const rows = await db.sql(
+          "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND application_name LIKE 'xmin-sync%'",
+        );
+        if (rows.length === 0 || waited >= 5000) return rows.length;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    };
+    const run = (tables: TableSpec[]) =>
+      sync({ source: source.url(), target: target.url(), tables, tuning });
+    await target.sql(`
+      CREATE SCHEMA strict;
+      CREATE TABLE strict.plain (id bigint PRIMARY KEY, name text, amount numeric, at timestamptz, tags int[],
+                                 CHECK (id < 20000));`);
+    const outcomes = [
+      await run([binaryTable, textTable]),
+      await run([{ source: { schema: "app", name: "missing" } }]),
+      await run([{ source: binaryTable.source, target: { schema: "strict", name: "plain" } }]),
+    ].map((results) => results.map((r) => r.status));
+    assert.deepEqual(outcomes, [["ok", "ok"], ["error"], ["error"]]);
+    assert.equal(await sessionsLeft(source), 0, "sessions left on the source");
+    assert.equal(await sessionsLeft(target), 0, "sessions left on the target");
+  });
+
   test("integer-key ranges (servers before 14) cover every row exactly once", async () => {
     const c = await source.client();
     await c.query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");

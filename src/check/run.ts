@@ -27,9 +27,35 @@ const ATTEMPTS = 3;
  * connection, is tried again, as the sync's own reads are.
  */
 export async function check(opts: CheckOptions): Promise<Finding[]> {
+  return (await checkKeeping(opts, false)).findings;
+}
+
+/**
+ * The preflight's connections and what it read of the servers, handed to
+ * the run: a connection costs a start-up round, and these have the
+ * catalogs the run reads first in their caches.
+ */
+export interface Handoff {
+  source: pg.Client;
+  target: pg.Client;
+  /** Connections left for us on the tighter of the two servers. */
+  freeConnections: number;
+}
+
+/** Closes what a handoff holds that the run did not take. */
+export function closeHandoff(h: Partial<Handoff> | undefined): void {
+  if (h?.source) closeSoon(h.source);
+  if (h?.target) closeSoon(h.target);
+  if (h) h.source = h.target = undefined;
+}
+
+async function checkKeeping(
+  opts: CheckOptions,
+  keep: boolean,
+): Promise<{ findings: Finding[]; kept?: Handoff }> {
   for (let attempt = 1; ; attempt++) {
     try {
-      return await checkOnce(opts);
+      return await checkOnce(opts, keep);
     } catch (err) {
       if (attempt >= ATTEMPTS || !isRetryable(err)) throw err;
       await new Promise((r) => setTimeout(r, 100 * 2 ** attempt * (0.5 + Math.random())));
@@ -37,8 +63,12 @@ export async function check(opts: CheckOptions): Promise<Finding[]> {
   }
 }
 
-async function checkOnce(opts: CheckOptions): Promise<Finding[]> {
+async function checkOnce(
+  opts: CheckOptions,
+  keep: boolean,
+): Promise<{ findings: Finding[]; kept?: Handoff }> {
   const [source, target] = await connectBoth(opts);
+  let kept: Handoff | undefined;
   try {
     // Each side's reads on its own connection, at once: the round trips of a
     // busy server add up, and every sync pays them.
@@ -64,14 +94,18 @@ async function checkOnce(opts: CheckOptions): Promise<Finding[]> {
       ...(await checkTarget(target, read, tf, opts.tables, src.facts)),
     );
     // Stable: run-wide findings keep their order; a table's source findings come before its target's.
-    return findings.sort(
+    findings.sort(
       (a, b) =>
         (a.index ?? -1) - (b.index ?? -1) ||
         (a.index === undefined ? 0 : a.server.localeCompare(b.server)),
     );
+    if (keep) {
+      const freeConnections = Math.min(sf.freeConnections, tf.freeConnections);
+      kept = { source, target, freeConnections };
+    }
+    return { findings, ...(kept ? { kept } : {}) };
   } finally {
-    closeSoon(source);
-    closeSoon(target);
+    if (!kept) closeHandoff({ source, target });
   }
 }
 
@@ -97,15 +131,19 @@ export async function preflight(opts: CheckOptions & { logger?: Logger }): Promi
   /** The tables refused, with their results. */
   refused: { spec: TableSpec; result: TableResult }[];
   results: (ran: TableResult[]) => TableResult[];
+  /** The preflight's connections, for the run to take (it closes what it leaves). */
+  handoff: Handoff;
 }> {
   const logger = opts.logger ?? silentLogger;
-  const findings = await check(opts);
+  const { findings, kept } = await checkKeeping(opts, true);
+  const handoff = kept!;
   const errors = findings.filter((f) => f.level === "error");
   for (const f of findings.filter((x) => x.level === "warning")) {
     logger.warn({ server: f.server, ...(f.table ? { table: f.table } : {}) }, f.message);
   }
   const runWide = errors.filter((f) => f.index === undefined);
   if (runWide.length > 0) {
+    closeHandoff(handoff);
     const more = runWide.length > 1 ? ` (and ${runWide.length - 1} more: see xmin-sync check)` : "";
     throw new PreflightError(`${runWide[0]!.server}: ${runWide[0]!.message}${more}`);
   }
@@ -125,6 +163,7 @@ export async function preflight(opts: CheckOptions & { logger?: Logger }): Promi
       const next = ran[Symbol.iterator]();
       return refused.map((r) => r ?? (next.next().value as TableResult));
     },
+    handoff,
   };
 }
 

@@ -56,6 +56,33 @@ export async function planParts(
   return parts;
 }
 
+/**
+ * How many parts planParts will likely make of a table, from the catalog's
+ * estimates alone (it may make fewer: a leaf with too few pages, a key with
+ * too narrow a range): how many readers a copy can use at once.
+ */
+export function likelyParts(
+  table: SourceTable,
+  opts: { workers: number; minRows: number },
+): number {
+  const budget = opts.workers * 2;
+  const parts = table.leaves.reduce(
+    (n, leaf) =>
+      n + Math.max(1, partsOf(leaf, Math.ceil((budget * leaf.bytes) / (table.bytes || 1)), opts)),
+    0,
+  );
+  return Math.max(1, Math.min(budget, parts));
+}
+
+/** Parts a leaf is worth splitting into: no part under `minRows` rows or 64 MB, at most `maxParts`. */
+function partsOf(leaf: Leaf, maxParts: number, opts: { workers: number; minRows: number }): number {
+  // Views and foreign tables are read in one stream: a split would run their query once per part.
+  if (opts.workers < 2 || (leaf.relkind !== "r" && leaf.relkind !== "m")) return 1;
+  const byRows = Math.floor(leaf.estimatedRows / Math.max(1, opts.minRows));
+  const byBytes = Math.floor(leaf.bytes / MIN_PART_BYTES);
+  return Math.min(maxParts, Math.max(byRows, byBytes));
+}
+
 async function splitLeaf(
   client: pg.Client,
   server: ServerInfo,
@@ -64,13 +91,8 @@ async function splitLeaf(
   maxParts: number,
   opts: { workers: number; minRows: number; key: string[] },
 ): Promise<(ReadRange | undefined)[]> {
-  const byRows = Math.floor(leaf.estimatedRows / Math.max(1, opts.minRows));
-  const byBytes = Math.floor(leaf.bytes / MIN_PART_BYTES);
-  const wanted = Math.min(maxParts, Math.max(byRows, byBytes));
-  // Views and foreign tables are read in one stream: a split would run their query once per part.
-  if (opts.workers < 2 || wanted < 2 || (leaf.relkind !== "r" && leaf.relkind !== "m")) {
-    return [undefined];
-  }
+  const wanted = partsOf(leaf, maxParts, opts);
+  if (wanted < 2) return [undefined];
   if (server.hasTidRangeScan && leaf.pages >= wanted) {
     const per = Math.ceil(leaf.pages / wanted);
     const parts: ReadRange[] = [];

@@ -103,10 +103,16 @@ export class SourceRun {
     }
   }
 
-  /** A new connection reading in the run's snapshot. Release with `closeReader`. */
-  async openReader(): Promise<pg.Client> {
-    if (this.released) throw new Error("the run's source snapshot was already released");
-    const client = await this.freshClient();
+  /**
+   * A connection reading in the run's snapshot: a new one, or `given`, idle
+   * outside a transaction (ended if it cannot join). Release with `closeReader`.
+   */
+  async openReader(given?: pg.Client): Promise<pg.Client> {
+    if (this.released) {
+      if (given) closeSoon(given);
+      throw new Error("the run's source snapshot was already released");
+    }
+    const client = given ?? (await this.freshClient());
     try {
       await joinSnapshot(client, this.exportedId);
     } catch (err) {

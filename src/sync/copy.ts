@@ -51,6 +51,18 @@ export interface CopyContext {
    * (each costs a start-up round); whoever made the context closes the rest.
    */
   spareTargets?: pg.Client[];
+  /**
+   * Connection pairs opened ahead of the table's first copy (`openPairsAhead`),
+   * taken before any new one is opened; whoever made the context closes the
+   * rest (`closePairsAhead`).
+   */
+  pairsAhead?: Promise<Pair>[];
+}
+
+/** A reader in the run's snapshot and a target connection. */
+interface Pair {
+  reader: pg.Client;
+  writer: pg.Client;
 }
 
 export interface CopyPartsOptions {
@@ -90,7 +102,7 @@ export async function copyParts(
   // a connection pair costs 50-100 ms to open, on every part's critical path.
   // A pair is kept only while parts of this copy are still to start: the
   // pool's slots are shared with other tables, which open their own.
-  const idle: { reader: pg.Client; writer: pg.Client }[] = [];
+  const idle: Pair[] = [];
   // At most one spare per other worker slot: what a merge's slices can use.
   const release = (writer: pg.Client) =>
     ctx.spareTargets && !stop.signal.aborted && ctx.spareTargets.length < ctx.pool.concurrency - 1
@@ -103,12 +115,12 @@ export async function copyParts(
       ctx.pool(async () => {
         notStarted--;
         signal.throwIfAborted();
-        const pair = idle.pop();
+        const pair = idle.pop() ?? ctx.pairsAhead?.shift();
         let reader: pg.Client | undefined;
         let writer: pg.Client | undefined;
         let failed = false;
         try {
-          ({ reader, writer } = pair ?? (await openPair(ctx)));
+          ({ reader, writer } = await (pair ?? openPair(ctx)));
           const spec = { part, filter: read.filter, columns: read.columns, xmin: read.xmin };
           await bindRead(reader, ctx.source.snapshot, spec);
           const readSql = copyOutSql({ ...spec, format: ctx.format });
@@ -162,7 +174,7 @@ export async function copyParts(
 }
 
 /** A reader in the run's snapshot and a target connection, opened at once. */
-async function openPair(ctx: CopyContext): Promise<{ reader: pg.Client; writer: pg.Client }> {
+async function openPair(ctx: PairContext): Promise<Pair> {
   const [reader, writer] = await openBoth(
     ctx.source.openReader(),
     connect(ctx.targetUrl, "target"),
@@ -170,6 +182,37 @@ async function openPair(ctx: CopyContext): Promise<{ reader: pg.Client; writer: 
   );
   cancelOnAbort(writer, ctx.signal);
   return { reader, writer };
+}
+
+type PairContext = Pick<CopyContext, "source" | "targetUrl" | "signal">;
+
+/**
+ * Starts opening `n` connection pairs for a copy still to come, so that
+ * they open while the table's catalog and target are read, not on the
+ * copy's critical path (a pair costs 50-100 ms to open).
+ */
+export function openPairsAhead(ctx: PairContext, n: number): Promise<Pair>[] {
+  return Array.from({ length: n }, () => {
+    const pair = openPair(ctx);
+    // A pair that fails to open fails the copy that takes it; unused, it is no one's error.
+    pair.catch(() => undefined);
+    return pair;
+  });
+}
+
+/** Closes the pairs opened ahead that no copy took. */
+export async function closePairsAhead(source: SourceRun, pairs: Promise<Pair>[]): Promise<void> {
+  await Promise.all(
+    pairs.splice(0).map((p) =>
+      p.then(
+        async ({ reader, writer }) => {
+          closeSoon(writer);
+          await source.closeReader(reader);
+        },
+        () => undefined,
+      ),
+    ),
+  );
 }
 
 /**

@@ -1,7 +1,7 @@
 import type pg from "pg";
 import pLimit, { type LimitFunction } from "p-limit";
 import { cancelOnAbort } from "../db/cancel.js";
-import { preflight } from "../check/run.js";
+import { closeHandoff, preflight, type Handoff } from "../check/run.js";
 import {
   allClosed,
   closeSoon,
@@ -21,7 +21,7 @@ import { LockLostError } from "../target/lock.js";
 import { backendPid, lockOnHolder, lockOnOwnConnection, type TableLock } from "./locks.js";
 import { StaleSnapshotError } from "./stale.js";
 import { failedResult } from "./failed.js";
-import { syncTable } from "./table.js";
+import { syncTable, type TableRunOptions } from "./table.js";
 import { capWorkers, resolveTuning, type Tuning } from "./tuning.js";
 import type { ProgressPhase, SyncOptions, TableResult, TableSpec } from "./types.js";
 
@@ -35,6 +35,8 @@ interface RunShared {
   tuning: Tuning;
   /** The run's snapshot, for the tables whose lock was free at the start. */
   shared: SourceRun | undefined;
+  /** The preflight's connections, for the first table to start. */
+  handoff: Partial<Handoff>;
 }
 
 /**
@@ -80,22 +82,32 @@ export async function sync(asked: SyncOptions): Promise<TableResult[]> {
     throw err;
   }
   const opts = { ...asked, tables: checked.runnable };
+  const handoff: Partial<Handoff> = checked.handoff;
   // A refused table's run is over: it goes to the history now (a target
   // that never had a sync has none, and is left as it was).
   await Promise.all(checked.refused.map((r) => recordRun(asked, r.spec, r.result)));
   if (opts.tables.length === 0) {
+    closeHandoff(handoff);
     await closeEarly();
     return checked.results([]);
   }
 
   // The project schema is created per table once its source checks pass,
   // so a run that fails on the source side leaves the target as it was.
-  const [holder, firstSource] = await early;
+  let holder: pg.Client;
+  let firstSource: pg.Client;
+  try {
+    [holder, firstSource] = await early;
+  } catch (err) {
+    closeHandoff(handoff);
+    throw err;
+  }
   let coordinator: pg.Client | undefined = firstSource;
   cancelOnAbort(holder, signal);
   let shared: SourceRun | undefined;
   try {
-    tuning.workers = capWorkers(tuning.workers, await freeConnections(holder));
+    // The preflight counted the connections both servers have left.
+    tuning.workers = capWorkers(tuning.workers, handoff.freeConnections!);
     const holderPid = await backendPid(holder);
 
     // 1. Lock the target tables, one connection for all, in name order (two
@@ -114,6 +126,7 @@ export async function sync(asked: SyncOptions): Promise<TableResult[]> {
       // Every table waits for another run: no session on the source meanwhile.
       closeSoon(coordinator!);
       coordinator = undefined;
+      closeHandoff(handoff);
     } else {
       const client = coordinator;
       coordinator = undefined;
@@ -123,7 +136,6 @@ export async function sync(asked: SyncOptions): Promise<TableResult[]> {
         tables: ready.length,
         onRelease: (heldMs) => logger.info({ heldMs }, "source snapshot released"),
       });
-      tuning.workers = capWorkers(tuning.workers, await freeConnections(shared.coordinatorClient));
       logger.info({ snapshot: shared.snapshot.text, ...tuning }, "source snapshot taken");
     }
 
@@ -131,7 +143,14 @@ export async function sync(asked: SyncOptions): Promise<TableResult[]> {
     // slots from one pool, and as many tables run at once as there are
     // workers, so a run of many small tables and one big one keeps every
     // worker busy. A table waiting for another run's lock takes no slot.
-    const run: RunShared = { opts, logger, pool: pLimit(tuning.workers), tuning, shared };
+    const run: RunShared = {
+      opts,
+      logger,
+      pool: pLimit(tuning.workers),
+      tuning,
+      shared,
+      handoff,
+    };
     const tables = pLimit(tuning.workers);
     const runTable = async (spec: TableSpec): Promise<TableResult> => {
       const started = Date.now();
@@ -164,21 +183,13 @@ export async function sync(asked: SyncOptions): Promise<TableResult[]> {
     );
     return checked.results(results);
   } finally {
+    closeHandoff(handoff);
     await shared?.close();
     await coordinator?.end().catch(() => undefined);
     await holder.end().catch(() => undefined);
     // Connections ended along the way have closed by the time sync() returns.
     await allClosed();
   }
-}
-
-/** Connections a server has left for us (superuser-reserved ones excluded). */
-async function freeConnections(client: pg.Client): Promise<number> {
-  const { rows } = await client.query<{ free: number }>(
-    `SELECT current_setting('max_connections')::int - current_setting('superuser_reserved_connections')::int
-            - (SELECT count(*)::int FROM pg_stat_activity) AS free`,
-  );
-  return rows[0]!.free;
 }
 
 async function syncOne(
@@ -205,8 +216,11 @@ async function syncOne(
       try {
         opts.signal?.throwIfAborted();
         let source: SourceRun;
+        let given: TableRunOptions["given"];
         if (onShared && attempt === 1) {
           source = run.shared!;
+          given = { source: run.handoff.source, target: run.handoff.target };
+          run.handoff.source = run.handoff.target = undefined;
         } else {
           // A fresh snapshot, taken once the table's lock is held again.
           leaveShared();
@@ -238,6 +252,7 @@ async function syncOne(
             opts.onProgress?.(e);
           },
           onReadDone: () => (source === own ? own.tableDone() : leaveShared()),
+          given,
           signal: opts.signal,
         });
         return { ...r, durationMs: Date.now() - started, status: "ok" };

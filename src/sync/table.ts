@@ -13,7 +13,7 @@ import {
 import { readServerInfo } from "../db/server.js";
 import type { Logger } from "../log.js";
 import { readSourceTable, type SourceTable } from "../source/catalog.js";
-import { planParts } from "../source/chunks.js";
+import { likelyParts, planParts } from "../source/chunks.js";
 import { resolveKey } from "../source/key.js";
 import type { SourceRun } from "../source/run.js";
 import {
@@ -28,7 +28,7 @@ import { storedTypes } from "../target/types.js";
 import { dropWorkTables, type WorkKind } from "../target/work.js";
 import { applyStaged, type Applied, type ApplyOptions, type StateDraft } from "./apply.js";
 import type { TableContext } from "./context.js";
-import { trimSpares } from "./copy.js";
+import { closePairsAhead, openPairsAhead, trimSpares } from "./copy.js";
 import {
   checkSchemaPolicy,
   evolveTarget,
@@ -50,6 +50,8 @@ export interface TableRunOptions extends ApplyOptions {
   lockPid: number;
   /** Called once the table has read all it reads from the source: the snapshot may go. */
   onReadDone: () => void;
+  /** Idle connections to take instead of opening the table's own (the preflight's). */
+  given?: { source?: pg.Client | undefined; target?: pg.Client | undefined } | undefined;
   logger: Logger;
   pool: LimitFunction;
   tuning: Tuning;
@@ -82,18 +84,28 @@ export async function syncTable(
   // and holds the table's source lock until the rows are staged. (Not the
   // run's coordinator: a failed statement there, such as a standby's
   // recovery conflict while waiting for a lock, would end the snapshot for
-  // every table of the run.) Both open at once: each costs a start-up round.
-  const [target, reader] = await openBoth(connect(targetUrl, "target"), run.openReader(), [
-    endClient,
-    (r) => run.closeReader(r),
-  ]);
+  // every table of the run.) Both open at once: each costs a start-up round;
+  // the run's first table takes the preflight's instead.
+  const given = opts.given ?? {};
+  const [target, reader] = await openBoth(
+    given.target ? Promise.resolve(given.target) : connect(targetUrl, "target"),
+    run.openReader(given.source),
+    [endClient, (r) => run.closeReader(r)],
+  );
   cancelOnAbort(target, opts.signal);
   let source: pg.Client | undefined = reader;
   // Target connections the copies are done with, for the merge's slices.
   const spares: pg.Client[] = [];
+  // The copy's connections, opened while the steps before it run.
+  const pairsAhead: ReturnType<typeof openPairsAhead> = [];
   try {
     // 1. Resolve, in the run's snapshot: a missing table or key fails before the target is touched.
     const table = await readSourceTable(source, spec.source);
+    const readers = Math.min(
+      likelyParts(table, { workers: opts.tuning.workers, minRows: opts.tuning.minBatchSize }),
+      Math.max(1, opts.pool.concurrency - opts.pool.activeCount),
+    );
+    pairsAhead.push(...openPairsAhead({ source: run, targetUrl, signal: opts.signal }, readers));
     const key = resolveKey(table, spec);
     if (key.index !== null) {
       log.info(
@@ -170,6 +182,7 @@ export async function syncTable(
       source: run,
       targetUrl,
       spareTargets: spares,
+      pairsAhead,
       pool: opts.pool,
       parts,
       // Binary COPY skips text formatting and parsing, but carries type OIDs
@@ -201,6 +214,8 @@ export async function syncTable(
       // 6. Stage the rows the plan reads; then the source is no longer needed,
       // and neither is the snapshot, once every table of the run is done with it.
       const staged = await stageRows(ctx, plan);
+      // Pairs the copies did not take (fewer parts than estimated) hold the snapshot: closed now.
+      await closePairsAhead(run, pairsAhead);
       // The reader's last question and its closing go on beside the merge.
       // Only a report: a lost connection must not fail the table now.
       const reader = source;
@@ -231,6 +246,7 @@ export async function syncTable(
       await dropWorkTables(target, targetName, RUN_WORK_TABLES).catch(() => undefined);
     }
   } finally {
+    await closePairsAhead(run, pairsAhead);
     if (source) await run.closeReader(source);
     closeSoon(target);
     trimSpares(spares);
