@@ -351,7 +351,7 @@ function syncCommand(program: Command, state: State) {
       const { sync } = await import("../sync/run.js");
       const { createProgress } = await import("./progress.js");
       const { formatResult } = await import("./output.js");
-      const progress = createProgress(logger, {
+      const progress = await createProgress(logger, {
         tty: process.stderr.isTTY === true && !flags.json,
       });
       const { interruptedLine, interruptOnSignals, SIGNAL_EXIT_CODE } =

@@ -1,4 +1,4 @@
-import cliProgress from "cli-progress";
+import type cliProgress from "cli-progress";
 import { terminal, type Logger } from "../log.js";
 import type { ProgressEvent } from "../sync/types.js";
 
@@ -30,7 +30,9 @@ interface Seen {
  * Log lines print above the bars while they show. In logs, a line per
  * table every 10 seconds.
  */
-export function createProgress(logger: Logger, opts: { tty: boolean }) {
+export async function createProgress(logger: Logger, opts: { tty: boolean }) {
+  // The bars' library loads only for a terminal: a scheduled run starts sooner.
+  const library = opts.tty ? (await import("cli-progress")).default : undefined;
   const tables = new Map<string, Seen>();
   let bars: cliProgress.MultiBar | undefined;
   const write = terminal.write;
@@ -50,7 +52,7 @@ export function createProgress(logger: Logger, opts: { tty: boolean }) {
 
   const screen = (): cliProgress.MultiBar => {
     if (bars) return bars;
-    bars = new cliProgress.MultiBar({
+    bars = new library!.MultiBar({
       stream: process.stderr,
       // A line wider than the terminal would wrap and break the redraw.
       format: (_options, params, payload: { table: string }) =>
