@@ -93,11 +93,13 @@ async function checkOnce(
       ...src.findings,
       ...(await checkTarget(target, read, tf, opts.tables, src.facts)),
     );
-    // Stable: run-wide findings keep their order; a table's source findings come before its target's.
+    // Stable: run-wide findings keep their order; a table's source findings
+    // come before its target's. (Not localeCompare: its first call loads
+    // ICU's collator, 10 ms of every sync's start.)
+    const bySide = (a: Finding, b: Finding) =>
+      a.server === b.server ? 0 : a.server === "source" ? -1 : 1;
     findings.sort(
-      (a, b) =>
-        (a.index ?? -1) - (b.index ?? -1) ||
-        (a.index === undefined ? 0 : a.server.localeCompare(b.server)),
+      (a, b) => (a.index ?? -1) - (b.index ?? -1) || (a.index === undefined ? 0 : bySide(a, b)),
     );
     if (keep) {
       const freeConnections = Math.min(sf.freeConnections, tf.freeConnections);
