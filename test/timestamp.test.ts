@@ -2,7 +2,7 @@ import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { sync, type TableSpec } from "../src/index.js";
 import { testDatabase, type TestDatabase } from "./helpers/databases.js";
-import { assertSameRows } from "./helpers/compare.js";
+import { assertSameRows, syncOk } from "./helpers/compare.js";
 import { runCli } from "./helpers/cli.js";
 
 /**
@@ -104,5 +104,59 @@ describe("timestamp mode on a view", () => {
       again.stdout,
       /^FAIL app\.orders_v -> raw\.orders_all: source: is a view: its rows have no xmin/,
     );
+  });
+});
+
+describe("timestamp mode on a table with an index on its cursor", () => {
+  let source: TestDatabase;
+  let target: TestDatabase;
+  const ROWS = 40_000;
+  const spec: TableSpec = {
+    source: { schema: "app", name: "events" },
+    mode: "timestamp",
+    cursor: "updated_at",
+    lookback: "0s",
+  };
+
+  before(async () => {
+    [source, target] = await Promise.all([testDatabase("17"), testDatabase("14")]);
+    await source.sql(`
+      CREATE SCHEMA app;
+      CREATE TABLE app.events (id int PRIMARY KEY, v text, updated_at timestamptz NOT NULL);
+      INSERT INTO app.events SELECT i, md5(i::text), timestamptz '2026-01-01' + i * interval '1 second'
+        FROM generate_series(1, ${ROWS}) i;
+      CREATE INDEX ON app.events (updated_at);`);
+    await source.sql("VACUUM ANALYZE app.events");
+  });
+  after(async () => {
+    await Promise.all([source?.stop(), target?.stop()]);
+  });
+
+  // Small batches: the table is read in parallel parts, unless its window is narrow.
+  const run = async () => {
+    const r = await syncOk(source, target, spec, { workers: 2, minBatchSize: 5000 });
+    await assertSameRows(source, "app.events", target, "app.events", ["id"]);
+    return r;
+  };
+
+  test("a narrow window (read through the index) and a wide one (read in parts) copy exactly their rows", async () => {
+    assert.equal((await run()).mode, "full");
+
+    // 1% changed, spread over every page, as an application's updates are
+    // (and the row at the last high mark, read again).
+    await source.sql(
+      "UPDATE app.events SET v = 'narrow', updated_at = timestamptz '2027-01-01' + id * interval '1 ms' WHERE id % 100 = 7",
+    );
+    const narrow = await run();
+    assert.deepEqual([narrow.mode, narrow.rowsCopied, narrow.updated], ["timestamp", 401, 400]);
+
+    // Most rows changed, and analyzed since (as autovacuum does after so
+    // many): the planner would scan, so the parts do.
+    await source.sql(
+      "UPDATE app.events SET v = 'wide', updated_at = timestamptz '2027-02-01' + id * interval '1 ms' WHERE id % 10 <> 3",
+    );
+    await source.sql("ANALYZE app.events");
+    const wide = await run();
+    assert.deepEqual([wide.mode, wide.rowsCopied, wide.updated], ["timestamp", 36_000, 36_000]);
   });
 });

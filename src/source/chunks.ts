@@ -2,7 +2,7 @@ import type pg from "pg";
 import { quoteIdent, quoteQualified } from "../db/quote.js";
 import type { ServerInfo } from "../db/server.js";
 import type { Leaf, SourceTable } from "./catalog.js";
-import type { ReadPart, ReadRange } from "./read.js";
+import { cursorBound, type ReadPart, type ReadRange, type RowFilter } from "./read.js";
 
 const MIN_PART_BYTES = 64 * 1024 * 1024;
 
@@ -128,3 +128,34 @@ async function splitLeaf(
   }
   return [undefined];
 }
+
+/**
+ * The parts for a cursor's read when its window is narrow: one part, read
+ * through the index the planner picks for it, instead of every page of the
+ * table in parallel parts. The read's bound is a setting the planner cannot
+ * see, so it would scan the whole table; asked here with the bound as a
+ * value (EXPLAIN, which reads no rows), it says whether an index serves the
+ * window. Null when the read stays as planned: a partition tree, a table
+ * read in one part anyway, or a window the planner would scan for.
+ */
+export async function narrowCursorRead(
+  client: pg.Client,
+  table: SourceTable,
+  filter: Extract<RowFilter, { kind: "cursor" }>,
+  parts: ReadPart[],
+): Promise<ReadPart[] | null> {
+  const leaf = table.leaves[0];
+  if (parts.length < 2 || table.leaves.length !== 1 || leaf?.oid !== table.oid) return null;
+  // A table whose storage was replaced is read whole (allRowsOf), not by its cursor.
+  if (parts.some((p) => p.allRows || p.allRowsOf?.length)) return null;
+  const { rows } = await client.query<{ "QUERY PLAN": [{ Plan: { "Node Type": string } }] }>(
+    `EXPLAIN (FORMAT JSON) SELECT * FROM ONLY ${quoteQualified(table.name)}
+      WHERE ${quoteIdent(filter.column)} >= ${cursorBound(filter.type, "$1", "$2")}`,
+    [filter.last, filter.lookback],
+  );
+  const scan = rows[0]!["QUERY PLAN"][0].Plan["Node Type"];
+  if (!INDEX_SCANS.has(scan)) return null;
+  return [{ relation: table.name, only: false, byIndex: true }];
+}
+
+const INDEX_SCANS = new Set(["Index Scan", "Index Only Scan", "Bitmap Heap Scan"]);

@@ -27,6 +27,12 @@ export interface ReadPart {
   allRows?: boolean;
   /** The same, for leaves read through their root: rows whose tableoid is one of these. */
   allRowsOf?: string[];
+  /**
+   * Read through the cursor column's index: a narrow window of a big table.
+   * The planner cannot see the bound (a setting, read at run time) and
+   * would scan the whole table.
+   */
+  byIndex?: boolean;
 }
 
 /** Which rows a read selects. */
@@ -107,10 +113,13 @@ export const SOURCE_XMIN_SQL = sourceXminSql();
 
 /** The cursor's lower bound, computed once on the source in the column's own type. */
 function cursorBoundSql(type: string): string {
-  const step = /^(timestamp|date)/.test(type)
-    ? "current_setting('xmin_sync.lookback')::interval"
-    : "current_setting('xmin_sync.lookback')::numeric";
-  return `(SELECT (current_setting('xmin_sync.cursor_last')::${type} - ${step})::${type})`;
+  return `(SELECT ${cursorBound(type, "current_setting('xmin_sync.cursor_last')", "current_setting('xmin_sync.lookback')")})`;
+}
+
+/** The last high mark less the lookback, in the column's type, from two text values. */
+export function cursorBound(type: string, last: string, lookback: string): string {
+  const step = /^(timestamp|date)/.test(type) ? "interval" : "numeric";
+  return `(${last}::${type} - ${lookback}::${step})::${type}`;
 }
 
 function rangeSql(range: ReadRange): string[] {

@@ -3,6 +3,7 @@ import type { KeyColumn } from "../db/key.js";
 import type { QualifiedName } from "../db/quote.js";
 import type { ServerInfo } from "../db/server.js";
 import type { SourceTable } from "../source/catalog.js";
+import type { ReadPart } from "../source/read.js";
 import type { CopyContext } from "./copy.js";
 import type { Tuning } from "./tuning.js";
 import type { ProgressPhase } from "./types.js";
@@ -20,6 +21,8 @@ export interface TableContext extends CopyContext {
   key: KeyColumn[];
   /** The source keeps the key unique and NOT NULL itself: no need to check the rows read. */
   keyEnforced: boolean;
+  /** The parts of the plan's filtered read: `parts`, or one through an index for a narrow cursor window. */
+  filteredParts: ReadPart[];
   /** Progress of a long phase: bytes streamed so far, or steps done of a total. */
   progress: (phase: ProgressPhase, p: { bytes?: number; done?: number; total?: number }) => void;
   /** Phase timings and sizes, for the logs. */

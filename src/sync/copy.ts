@@ -9,6 +9,7 @@ import type { QualifiedName } from "../db/quote.js";
 import { bindRead, copyOutSql, type ReadPart, type RowFilter } from "../source/read.js";
 import type { SourceRun } from "../source/run.js";
 import { copyInSql } from "../target/merge.js";
+import { withSettings } from "../db/tx.js";
 
 /**
  * Streams one COPY out of the source into one COPY into the target. The
@@ -124,10 +125,16 @@ export async function copyParts(
           const spec = { part, filter: read.filter, columns: read.columns, xmin: read.xmin };
           await bindRead(reader, ctx.source.snapshot, spec);
           const readSql = copyOutSql({ ...spec, format: ctx.format });
+          // Only for the statement: the reader serves other parts next.
+          const planner: Record<string, string> = part.byIndex ? { enable_seqscan: "off" } : {};
           let rows: number;
           if (!opts.record) {
             signal.throwIfAborted();
-            rows = await streamCopy(reader, readSql, writer, writeSql, onBytes, signal);
+            const r = reader;
+            const w = writer;
+            rows = await withSettings(r, planner, () =>
+              streamCopy(r, readSql, w, writeSql, onBytes, signal),
+            );
           } else {
             // Not withTransaction: after a failed COPY the connection is cut
             // (below), which rolls back without waiting on the protocol.

@@ -51,7 +51,7 @@ export async function stageRows(ctx: TableContext, plan: Plan): Promise<Staged> 
       await ctx.target.query(
         createStageSql({ target: ctx.targetName, stage, columns: columnsOf(ctx) }),
       );
-      const rows = await copyParts(ctx, stage, read, onBytes);
+      const rows = await copyParts(ctx, stage, read, onBytes, { parts: ctx.filteredParts });
       ctx.log({ rows, ms: Date.now() - started }, "staged");
       staged = { rows, table: stage };
       if (plan.deletes === "against-keys") staged.keys = await stageKeys(ctx);

@@ -13,7 +13,7 @@ import {
 import { readServerInfo } from "../db/server.js";
 import type { Logger } from "../log.js";
 import { readSourceTable, type SourceTable } from "../source/catalog.js";
-import { likelyParts, planParts } from "../source/chunks.js";
+import { likelyParts, narrowCursorRead, planParts } from "../source/chunks.js";
 import { resolveKey } from "../source/key.js";
 import type { SourceRun } from "../source/run.js";
 import {
@@ -178,6 +178,10 @@ export async function syncTable(
       key: keyNames(key.columns),
       newLeaves: plan.newLeaves,
     });
+    const filteredParts =
+      plan.filter.kind === "cursor"
+        ? ((await narrowCursorRead(source, table, plan.filter, parts)) ?? parts)
+        : parts;
     const ctx: TableContext = {
       source: run,
       targetUrl,
@@ -197,6 +201,7 @@ export async function syncTable(
       targetName,
       key: key.columns,
       keyEnforced: key.enforced,
+      filteredParts,
       progress: (phase, p) =>
         opts.onProgress?.({
           table: tableName,
@@ -208,7 +213,17 @@ export async function syncTable(
         }),
       log: (fields, msg) => log.info(fields, msg),
     };
-    log.info({ parts: parts.length, format: ctx.format, workers: opts.tuning.workers }, "copying");
+    log.info(
+      {
+        parts: filteredParts.length,
+        ...(filteredParts[0]?.byIndex && plan.filter.kind === "cursor"
+          ? { byIndex: plan.filter.column }
+          : {}),
+        format: ctx.format,
+        workers: opts.tuning.workers,
+      },
+      "copying",
+    );
 
     try {
       // 6. Stage the rows the plan reads; then the source is no longer needed,

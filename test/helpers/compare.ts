@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import type pg from "pg";
 import { sync, validate, type TableSpec } from "../../src/index.js";
 import type { TableResult } from "../../src/sync/types.js";
+import type { TuningInput } from "../../src/sync/tuning.js";
 /** A server or database the test can run SQL on. */
 interface Queryable {
   sql<T extends pg.QueryResultRow = pg.QueryResultRow>(
@@ -90,8 +91,14 @@ export async function syncOk(
   source: { url(): string },
   target: { url(): string },
   spec: TableSpec,
+  tuning?: TuningInput,
 ): Promise<TableResult> {
-  const [r] = await sync({ source: source.url(), target: target.url(), tables: [spec] });
+  const [r] = await sync({
+    source: source.url(),
+    target: target.url(),
+    tables: [spec],
+    ...(tuning ? { tuning } : {}),
+  });
   assert.equal(r!.status, "ok", r!.error);
   return r!;
 }
