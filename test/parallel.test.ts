@@ -187,6 +187,36 @@ describe("parallel reads, first loads and sliced merges", () => {
     assert.equal(await sessionsLeft(target), 0, "sessions left on the target");
   });
 
+  test("tables run at once stay within the source role's connection limit", async () => {
+    // Workers are capped by the connections the role has left (14 here: 4
+    // workers). Each table opens its copy's connections ahead, and together
+    // they hold no more pairs than there are workers: 4 tables opening 4
+    // pairs each would pass the limit and fail to connect.
+    const role = "parallel_capped";
+    await source.sql(`
+      DROP ROLE IF EXISTS ${role};
+      CREATE ROLE ${role} LOGIN CONNECTION LIMIT 14;
+      GRANT CONNECT ON DATABASE ${source.database} TO ${role};
+      GRANT USAGE ON SCHEMA app TO ${role};
+      GRANT SELECT ON ALL TABLES IN SCHEMA app TO ${role};`);
+    try {
+      const into = (name: string, spec: TableSpec): TableSpec => ({
+        ...spec,
+        target: { schema: "capped", name },
+      });
+      const results = await sync({
+        source: source.url().replace("postgres://postgres@", `postgres://${role}@`),
+        target: target.url(),
+        tables: ["a", "b", "c", "d"].map((name, i) => into(name, i % 2 ? textTable : binaryTable)),
+        tuning: { ...tuning, workers: 4 },
+      });
+      for (const r of results) assert.equal(r.status, "ok", r.error);
+      await assertEqual("app.plain", "capped.c", "id");
+    } finally {
+      await source.sql(`DROP OWNED BY ${role}; DROP ROLE ${role}`);
+    }
+  });
+
   test("integer-key ranges (servers before 14) cover every row exactly once", async () => {
     const c = await source.client();
     await c.query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");

@@ -26,7 +26,9 @@ export async function withTransaction<T>(
  * transaction plans as it would have. (`SET LOCAL` alone would last to the
  * end of the transaction: a delete reconciliation once ran as a nested loop
  * over 2M x 2M keys because a small merge before it had turned hash joins
- * off.)
+ * off.) Only after it succeeded: a statement that failed has aborted the
+ * transaction, and a COPY cut off midway leaves a connection that would
+ * never answer the restore (its caller ends it).
  */
 export async function withSettings<T>(
   client: pg.Client,
@@ -41,15 +43,13 @@ export async function withSettings<T>(
        FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS s(name, value, i) ORDER BY i`,
     [names, Object.values(settings)],
   );
-  try {
-    return await fn();
-  } finally {
-    await setAll(
-      client,
-      names,
-      rows.map((r) => r.old),
-    ).catch(() => undefined);
-  }
+  const out = await fn();
+  await setAll(
+    client,
+    names,
+    rows.map((r) => r.old),
+  );
+  return out;
 }
 
 /** Transaction-local settings, as bound values. */

@@ -131,12 +131,14 @@ async function splitLeaf(
 
 /**
  * The parts for a cursor's read when its window is narrow: one part, read
- * through the index the planner picks for it, instead of every page of the
+ * through an index led by the cursor column, instead of every page of the
  * table in parallel parts. The read's bound is a setting the planner cannot
  * see, so it would scan the whole table; asked here with the bound as a
- * value (EXPLAIN, which reads no rows), it says whether an index serves the
- * window. Null when the read stays as planned: a partition tree, a table
- * read in one part anyway, or a window the planner would scan for.
+ * value (EXPLAIN, which reads no rows), it says whether it would use such
+ * an index for the window. Only a whole (not partial) btree index counts:
+ * the read itself, with the bound unknown at plan time, can use no other.
+ * Null when the read stays as planned: a partition tree, a table read in
+ * one part anyway, or a window the planner would scan for.
  */
 export async function narrowCursorRead(
   client: pg.Client,
@@ -148,14 +150,32 @@ export async function narrowCursorRead(
   if (parts.length < 2 || table.leaves.length !== 1 || leaf?.oid !== table.oid) return null;
   // A table whose storage was replaced is read whole (allRowsOf), not by its cursor.
   if (parts.some((p) => p.allRows || p.allRowsOf?.length)) return null;
-  const { rows } = await client.query<{ "QUERY PLAN": [{ Plan: { "Node Type": string } }] }>(
+  const { rows: usable } = await client.query<{ name: string }>(
+    `SELECT c.relname AS name FROM pg_index i
+       JOIN pg_class c ON c.oid = i.indexrelid
+       JOIN pg_am am ON am.oid = c.relam
+       JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+      WHERE i.indrelid = $1::oid AND a.attname = $2 AND am.amname = 'btree'
+        AND i.indisvalid AND i.indpred IS NULL`,
+    [table.oid, filter.column],
+  );
+  if (usable.length === 0) return null;
+  const { rows } = await client.query<{ "QUERY PLAN": [{ Plan: PlanNode }] }>(
     `EXPLAIN (FORMAT JSON) SELECT * FROM ONLY ${quoteQualified(table.name)}
       WHERE ${quoteIdent(filter.column)} >= ${cursorBound(filter.type, "$1", "$2")}`,
     [filter.last, filter.lookback],
   );
-  const scan = rows[0]!["QUERY PLAN"][0].Plan["Node Type"];
-  if (!INDEX_SCANS.has(scan)) return null;
+  const scan = rows[0]!["QUERY PLAN"][0].Plan;
+  // A bitmap scan names its index on the node below.
+  const index = scan["Index Name"] ?? scan.Plans?.[0]?.["Index Name"];
+  if (!INDEX_SCANS.has(scan["Node Type"]) || !usable.some((u) => u.name === index)) return null;
   return [{ relation: table.name, only: false, byIndex: true }];
+}
+
+interface PlanNode {
+  "Node Type": string;
+  "Index Name"?: string;
+  Plans?: PlanNode[];
 }
 
 const INDEX_SCANS = new Set(["Index Scan", "Index Only Scan", "Bitmap Heap Scan"]);

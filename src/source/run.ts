@@ -112,6 +112,7 @@ export class SourceRun {
       if (given) closeSoon(given);
       throw new Error("the run's source snapshot was already released");
     }
+    if (given) cancelOnAbort(given, this.opts.signal);
     const client = given ?? (await this.freshClient());
     try {
       await joinSnapshot(client, this.exportedId);

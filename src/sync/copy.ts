@@ -52,12 +52,8 @@ export interface CopyContext {
    * (each costs a start-up round); whoever made the context closes the rest.
    */
   spareTargets?: pg.Client[];
-  /**
-   * Connection pairs opened ahead of the table's first copy (`openPairsAhead`),
-   * taken before any new one is opened; whoever made the context closes the
-   * rest (`closePairsAhead`).
-   */
-  pairsAhead?: Promise<Pair>[];
+  /** Connection pairs opened ahead of the table's copies, taken before any new one is opened. */
+  pairsAhead?: PairsAhead;
 }
 
 /** A reader in the run's snapshot and a target connection. */
@@ -116,7 +112,7 @@ export async function copyParts(
       ctx.pool(async () => {
         notStarted--;
         signal.throwIfAborted();
-        const pair = idle.pop() ?? ctx.pairsAhead?.shift();
+        const pair = idle.pop() ?? ctx.pairsAhead?.take();
         let reader: pg.Client | undefined;
         let writer: pg.Client | undefined;
         let failed = false;
@@ -191,35 +187,64 @@ async function openPair(ctx: PairContext): Promise<Pair> {
   return { reader, writer };
 }
 
-type PairContext = Pick<CopyContext, "source" | "targetUrl" | "signal">;
+type PairContext = Pick<CopyContext, "source" | "targetUrl" | "signal" | "pool">;
+
+/** Pairs opened ahead and not yet taken or closed, per worker pool: they hold its free slots. */
+const heldAhead = new WeakMap<LimitFunction, number>();
 
 /**
- * Starts opening `n` connection pairs for a copy still to come, so that
- * they open while the table's catalog and target are read, not on the
- * copy's critical path (a pair costs 50-100 ms to open).
+ * Connection pairs a table opens before its copies need them, so that they
+ * open while its catalog and target are read, not on the copy's critical
+ * path (a pair costs 50-100 ms to open). Until a copy takes one or it is
+ * closed, each holds a slot of the worker pool: the tables of one run
+ * never hold more pairs than it has workers.
  */
-export function openPairsAhead(ctx: PairContext, n: number): Promise<Pair>[] {
-  return Array.from({ length: n }, () => {
-    const pair = openPair(ctx);
-    // A pair that fails to open fails the copy that takes it; unused, it is no one's error.
-    pair.catch(() => undefined);
-    return pair;
-  });
-}
+export class PairsAhead {
+  private readonly pairs: Promise<Pair>[] = [];
 
-/** Closes the pairs opened ahead that no copy took. */
-export async function closePairsAhead(source: SourceRun, pairs: Promise<Pair>[]): Promise<void> {
-  await Promise.all(
-    pairs.splice(0).map((p) =>
-      p.then(
-        async ({ reader, writer }) => {
-          closeSoon(writer);
-          await source.closeReader(reader);
-        },
-        () => undefined,
+  constructor(private readonly ctx: PairContext) {}
+
+  /** Starts opening up to `wanted` pairs, as many as the pool has slots nobody uses or holds. */
+  open(wanted: number): void {
+    const pool = this.ctx.pool;
+    const held = heldAhead.get(pool) ?? 0;
+    const free = pool.concurrency - pool.activeCount - pool.pendingCount - held;
+    const n = Math.max(0, Math.min(wanted, free));
+    heldAhead.set(pool, held + n);
+    for (let i = 0; i < n; i++) {
+      const pair = openPair(this.ctx);
+      // A pair that fails to open fails the copy that takes it; unused, it is no one's error.
+      pair.catch(() => undefined);
+      this.pairs.push(pair);
+    }
+  }
+
+  take(): Promise<Pair> | undefined {
+    const pair = this.pairs.shift();
+    if (pair) this.release(1);
+    return pair;
+  }
+
+  /** Closes the pairs beyond the first `keep`: they hold the run's snapshot, and the pool's slots. */
+  async trim(keep = 0): Promise<void> {
+    const extra = this.pairs.splice(keep);
+    this.release(extra.length);
+    await Promise.all(
+      extra.map((p) =>
+        p.then(
+          async ({ reader, writer }) => {
+            closeSoon(writer);
+            await this.ctx.source.closeReader(reader);
+          },
+          () => undefined,
+        ),
       ),
-    ),
-  );
+    );
+  }
+
+  private release(n: number): void {
+    heldAhead.set(this.ctx.pool, (heldAhead.get(this.ctx.pool) ?? 0) - n);
+  }
 }
 
 /**

@@ -28,7 +28,7 @@ import { storedTypes } from "../target/types.js";
 import { dropWorkTables, type WorkKind } from "../target/work.js";
 import { applyStaged, type Applied, type ApplyOptions, type StateDraft } from "./apply.js";
 import type { TableContext } from "./context.js";
-import { closePairsAhead, openPairsAhead, trimSpares } from "./copy.js";
+import { PairsAhead, trimSpares } from "./copy.js";
 import {
   checkSchemaPolicy,
   evolveTarget,
@@ -97,15 +97,18 @@ export async function syncTable(
   // Target connections the copies are done with, for the merge's slices.
   const spares: pg.Client[] = [];
   // The copy's connections, opened while the steps before it run.
-  const pairsAhead: ReturnType<typeof openPairsAhead> = [];
+  const pairsAhead = new PairsAhead({
+    source: run,
+    targetUrl,
+    signal: opts.signal,
+    pool: opts.pool,
+  });
   try {
     // 1. Resolve, in the run's snapshot: a missing table or key fails before the target is touched.
     const table = await readSourceTable(source, spec.source);
-    const readers = Math.min(
+    pairsAhead.open(
       likelyParts(table, { workers: opts.tuning.workers, minRows: opts.tuning.minBatchSize }),
-      Math.max(1, opts.pool.concurrency - opts.pool.activeCount),
     );
-    pairsAhead.push(...openPairsAhead({ source: run, targetUrl, signal: opts.signal }, readers));
     const key = resolveKey(table, spec);
     if (key.index !== null) {
       log.info(
@@ -182,6 +185,13 @@ export async function syncTable(
       plan.filter.kind === "cursor"
         ? ((await narrowCursorRead(source, table, plan.filter, parts)) ?? parts)
         : parts;
+    // Pairs opened ahead that no copy of this plan can use at once go now.
+    const keysRead = plan.into === "staging" && plan.deletes === "against-keys";
+    await pairsAhead.trim(
+      plan.into === "staging"
+        ? Math.max(filteredParts.length, keysRead ? parts.length : 0)
+        : parts.length,
+    );
     const ctx: TableContext = {
       source: run,
       targetUrl,
@@ -230,7 +240,7 @@ export async function syncTable(
       // and neither is the snapshot, once every table of the run is done with it.
       const staged = await stageRows(ctx, plan);
       // Pairs the copies did not take (fewer parts than estimated) hold the snapshot: closed now.
-      await closePairsAhead(run, pairsAhead);
+      await pairsAhead.trim();
       // The reader's last question and its closing go on beside the merge.
       // Only a report: a lost connection must not fail the table now.
       const reader = source;
@@ -261,7 +271,7 @@ export async function syncTable(
       await dropWorkTables(target, targetName, RUN_WORK_TABLES).catch(() => undefined);
     }
   } finally {
-    await closePairsAhead(run, pairsAhead);
+    await pairsAhead.trim();
     if (source) await run.closeReader(source);
     closeSoon(target);
     trimSpares(spares);
