@@ -42,11 +42,18 @@ export interface Handoff {
   freeConnections: number;
 }
 
+/** The handoff's connections, for one taker: the handoff holds none after. */
+export function takeHandoff(h: Partial<Handoff>): { source?: pg.Client; target?: pg.Client } {
+  const { source, target } = h;
+  h.source = h.target = undefined;
+  return { ...(source ? { source } : {}), ...(target ? { target } : {}) };
+}
+
 /** Closes what a handoff holds that the run did not take. */
-export function closeHandoff(h: Partial<Handoff> | undefined): void {
-  if (h?.source) closeSoon(h.source);
-  if (h?.target) closeSoon(h.target);
-  if (h) h.source = h.target = undefined;
+export function closeHandoff(h: Partial<Handoff>): void {
+  const { source, target } = takeHandoff(h);
+  if (source) closeSoon(source);
+  if (target) closeSoon(target);
 }
 
 async function checkKeeping(

@@ -42,8 +42,7 @@ export async function planParts(
   const budget = opts.workers * 2;
   const parts: ReadPart[] = [];
   for (const leaf of table.leaves) {
-    const share = table.bytes > 0 ? Math.ceil((budget * leaf.bytes) / table.bytes) : 1;
-    const ranges = await splitLeaf(client, server, table, leaf, share, opts);
+    const ranges = await splitLeaf(client, server, table, leaf, shareOf(table, leaf, budget), opts);
     for (const range of ranges) {
       parts.push({
         relation: leaf.name,
@@ -67,11 +66,15 @@ export function likelyParts(
 ): number {
   const budget = opts.workers * 2;
   const parts = table.leaves.reduce(
-    (n, leaf) =>
-      n + Math.max(1, partsOf(leaf, Math.ceil((budget * leaf.bytes) / (table.bytes || 1)), opts)),
+    (n, leaf) => n + Math.max(1, partsOf(leaf, shareOf(table, leaf, budget), opts)),
     0,
   );
   return Math.max(1, Math.min(budget, parts));
+}
+
+/** A leaf's share of a table's part budget, by its bytes: at least one part. */
+function shareOf(table: SourceTable, leaf: Leaf, budget: number): number {
+  return table.bytes > 0 ? Math.max(1, Math.ceil((budget * leaf.bytes) / table.bytes)) : 1;
 }
 
 /** Parts a leaf is worth splitting into: no part under `minRows` rows or 64 MB, at most `maxParts`. */

@@ -117,26 +117,27 @@ export async function copyParts(
         let writer: pg.Client | undefined;
         let failed = false;
         try {
-          ({ reader, writer } = await (pair ?? openPair(ctx)));
+          const open = await (pair ?? openPair(ctx));
+          ({ reader, writer } = open);
           const spec = { part, filter: read.filter, columns: read.columns, xmin: read.xmin };
           await bindRead(reader, ctx.source.snapshot, spec);
           const readSql = copyOutSql({ ...spec, format: ctx.format });
           // Only for the statement: the reader serves other parts next.
           const planner: Record<string, string> = part.byIndex ? { enable_seqscan: "off" } : {};
+          const copy = () =>
+            withSettings(open.reader, planner, () =>
+              streamCopy(open.reader, readSql, open.writer, writeSql, onBytes, signal),
+            );
           let rows: number;
           if (!opts.record) {
             signal.throwIfAborted();
-            const r = reader;
-            const w = writer;
-            rows = await withSettings(r, planner, () =>
-              streamCopy(r, readSql, w, writeSql, onBytes, signal),
-            );
+            rows = await copy();
           } else {
             // Not withTransaction: after a failed COPY the connection is cut
             // (below), which rolls back without waiting on the protocol.
             await writer.query("BEGIN");
             signal.throwIfAborted();
-            rows = await streamCopy(reader, readSql, writer, writeSql, onBytes, signal);
+            rows = await copy();
             await opts.record(writer, i, rows);
             await writer.query("COMMIT");
           }

@@ -1,7 +1,7 @@
 import type pg from "pg";
 import pLimit, { type LimitFunction } from "p-limit";
 import { cancelOnAbort } from "../db/cancel.js";
-import { closeHandoff, preflight, type Handoff } from "../check/run.js";
+import { closeHandoff, preflight, takeHandoff, type Handoff } from "../check/run.js";
 import {
   allClosed,
   closeSoon,
@@ -107,7 +107,7 @@ export async function sync(asked: SyncOptions): Promise<TableResult[]> {
   let shared: SourceRun | undefined;
   try {
     // The preflight counted the connections both servers have left.
-    tuning.workers = capWorkers(tuning.workers, handoff.freeConnections!);
+    tuning.workers = capWorkers(tuning.workers, checked.handoff.freeConnections);
     const holderPid = await backendPid(holder);
 
     // 1. Lock the target tables, one connection for all, in name order (two
@@ -219,8 +219,7 @@ async function syncOne(
         let given: TableRunOptions["given"];
         if (onShared && attempt === 1) {
           source = run.shared!;
-          given = { source: run.handoff.source, target: run.handoff.target };
-          run.handoff.source = run.handoff.target = undefined;
+          given = takeHandoff(run.handoff);
         } else {
           // A fresh snapshot, taken once the table's lock is held again.
           leaveShared();
