@@ -1,7 +1,8 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { sync, type TableSpec } from "../src/index.js";
-import { planParts } from "../src/source/chunks.js";
+import type { ServerInfo } from "../src/db/server.js";
+import { planParts, spareSourceCache } from "../src/source/chunks.js";
 import { readSourceTable } from "../src/source/catalog.js";
 import { bindRead, copyOutSql } from "../src/source/read.js";
 import { parseSnapshot } from "../src/source/snapshot.js";
@@ -46,6 +47,18 @@ describe("parallel reads, first loads and sliced merges", () => {
   });
   after(async () => {
     await Promise.all([source?.stop(), target?.stop()]);
+  });
+
+  /** What readServerInfo would say of a 17 server, with the given differences. */
+  const serverInfo = (differences: Partial<ServerInfo>): ServerInfo => ({
+    versionNum: 170000,
+    hasMerge: true,
+    hasMergeReturning: true,
+    hasXid8: true,
+    hasTidRangeScan: true,
+    inRecovery: false,
+    sharedBufferPages: 16384,
+    ...differences,
   });
 
   const assertEqual = async (src: string, dst: string, key: string) => {
@@ -217,6 +230,32 @@ describe("parallel reads, first loads and sliced merges", () => {
     }
   });
 
+  test("a table bigger than the source's shared_buffers is read for its changes in one sequential part", async () => {
+    const c = await source.client();
+    try {
+      await c.query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
+      const table = await readSourceTable(c, { schema: "app", name: "plain" });
+      const server = serverInfo({ sharedBufferPages: 16384 });
+      const parts = await planParts(c, server, table, {
+        workers: 3,
+        minRows: 4000,
+        key: ["id"],
+        newLeaves: new Set(),
+      });
+      assert.ok(parts.length > 1 && parts.every((p) => p.range?.kind === "ctid"));
+      // The cache holds the table: its parallel TID parts stay.
+      assert.deepEqual(spareSourceCache(server, table, parts), parts);
+      // The cache is smaller than the table: one part, a plain sequential scan of all of it.
+      const small = { ...server, sharedBufferPages: table.leaves[0]!.pages - 1 };
+      assert.deepEqual(spareSourceCache(small, table, parts), [
+        { relation: { schema: "app", name: "plain" }, only: false },
+      ]);
+    } finally {
+      await c.query("ROLLBACK");
+      await c.end();
+    }
+  });
+
   test("integer-key ranges (servers before 14) cover every row exactly once", async () => {
     const c = await source.client();
     await c.query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
@@ -225,14 +264,12 @@ describe("parallel reads, first loads and sliced merges", () => {
     );
     await c.query("SET search_path = pg_catalog");
     const table = await readSourceTable(c, { schema: "app", name: "plain" });
-    const noTidRanges = {
+    const noTidRanges = serverInfo({
       versionNum: 130000,
       hasMerge: false,
       hasMergeReturning: false,
-      hasXid8: true,
       hasTidRangeScan: false,
-      inRecovery: false,
-    };
+    });
     const parts = await planParts(c, noTidRanges, table, {
       workers: 3,
       minRows: 4000,

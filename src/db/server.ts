@@ -12,11 +12,14 @@ export interface ServerInfo {
   /** TID range scans, `ctid >= '(n,0)'` without a full scan (14+). */
   hasTidRangeScan: boolean;
   inRecovery: boolean;
+  /** shared_buffers, in pages (pg_settings counts it in blocks, as relpages does). */
+  sharedBufferPages: number;
 }
 
 export async function readServerInfo(client: pg.Client): Promise<ServerInfo> {
-  const { rows } = await client.query<{ v: string; rec: boolean }>(
-    "SELECT current_setting('server_version_num') AS v, pg_is_in_recovery() AS rec",
+  const { rows } = await client.query<{ v: string; rec: boolean; sb: string }>(
+    `SELECT current_setting('server_version_num') AS v, pg_is_in_recovery() AS rec,
+            (SELECT setting FROM pg_settings WHERE name = 'shared_buffers') AS sb`,
   );
   const versionNum = Number(rows[0]!.v);
   if (versionNum < 120000) {
@@ -31,5 +34,6 @@ export async function readServerInfo(client: pg.Client): Promise<ServerInfo> {
     hasXid8: versionNum >= 130000,
     hasTidRangeScan: versionNum >= 140000,
     inRecovery: rows[0]!.rec,
+    sharedBufferPages: Number(rows[0]!.sb),
   };
 }

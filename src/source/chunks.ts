@@ -133,6 +133,45 @@ async function splitLeaf(
 }
 
 /**
+ * The parts of an incremental read that leave the source's buffer cache as
+ * it was. A TID range scan reads through shared_buffers as an index scan
+ * does: every page it reads takes a buffer from what the source's own work
+ * keeps cached. A plain sequential scan of a relation bigger than a quarter
+ * of shared_buffers reads through a small ring of buffers instead. So a
+ * leaf with more pages than shared_buffers, which the cache could not hold
+ * anyway, is read for its changed rows in one sequential part: a run every
+ * few minutes does not sweep a production server's cache each time. On a
+ * server without huge pages the one scan is also the faster read
+ * (docs/performance.md). A full read (a first load, the key set) keeps its
+ * parallel parts: it is rare, or it copies every row and is bound by that.
+ */
+export function spareSourceCache(
+  server: ServerInfo,
+  table: SourceTable,
+  parts: ReadPart[],
+): ReadPart[] {
+  const big = new Set(
+    table.leaves
+      .filter((l) => l.pages > server.sharedBufferPages)
+      .map((l) => quoteQualified(l.name)),
+  );
+  const out: ReadPart[] = [];
+  const whole = new Set<string>();
+  for (const part of parts) {
+    const relation = quoteQualified(part.relation);
+    if (part.range?.kind !== "ctid" || !big.has(relation)) {
+      out.push(part);
+    } else if (!whole.has(relation)) {
+      // A leaf's parts differ only in their range.
+      whole.add(relation);
+      const { range: _range, ...rest } = part;
+      out.push(rest);
+    }
+  }
+  return out;
+}
+
+/**
  * The parts for a cursor's read when its window is narrow: one part, read
  * through an index led by the cursor column, instead of every page of the
  * table in parallel parts. The read's bound is a setting the planner cannot

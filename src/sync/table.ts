@@ -13,7 +13,7 @@ import {
 import { readServerInfo } from "../db/server.js";
 import type { Logger } from "../log.js";
 import { readSourceTable, type SourceTable } from "../source/catalog.js";
-import { likelyParts, narrowCursorRead, planParts } from "../source/chunks.js";
+import { likelyParts, narrowCursorRead, planParts, spareSourceCache } from "../source/chunks.js";
 import { resolveKey } from "../source/key.js";
 import type { SourceRun } from "../source/run.js";
 import {
@@ -181,10 +181,14 @@ export async function syncTable(
       key: keyNames(key.columns),
       newLeaves: plan.newLeaves,
     });
+    // Changed rows: through the cursor's index when its window is narrow,
+    // else in parts that spare the source's buffer cache.
     const filteredParts =
-      plan.filter.kind === "cursor"
-        ? ((await narrowCursorRead(source, table, plan.filter, parts)) ?? parts)
-        : parts;
+      plan.filter.kind === "all"
+        ? parts
+        : (plan.filter.kind === "cursor" &&
+            (await narrowCursorRead(source, table, plan.filter, parts))) ||
+          spareSourceCache(run.server, table, parts);
     // Pairs opened ahead that no copy of this plan can use at once go now.
     const keysRead = plan.into === "staging" && plan.deletes === "against-keys";
     await pairsAhead.trim(
@@ -228,6 +232,9 @@ export async function syncTable(
         parts: filteredParts.length,
         ...(filteredParts[0]?.byIndex && plan.filter.kind === "cursor"
           ? { byIndex: plan.filter.column }
+          : {}),
+        ...(filteredParts.length < parts.length && !filteredParts[0]?.byIndex
+          ? { sequential: "bigger than the source's shared_buffers" }
           : {}),
         format: ctx.format,
         workers: opts.tuning.workers,
