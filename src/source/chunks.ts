@@ -133,17 +133,16 @@ async function splitLeaf(
 }
 
 /**
- * The parts of an incremental read that leave the source's buffer cache as
- * it was. A TID range scan reads through shared_buffers as an index scan
+ * The parts of a read every run makes (changed rows, the key set) that
+ * leave the source's buffer cache as it was. A TID range scan reads through shared_buffers as an index scan
  * does: every page it reads takes a buffer from what the source's own work
  * keeps cached. A plain sequential scan of a relation bigger than a quarter
  * of shared_buffers reads through a small ring of buffers instead. So a
  * leaf with more pages than shared_buffers, which the cache could not hold
- * anyway, is read for its changed rows in one sequential part: a run every
- * few minutes does not sweep a production server's cache each time. On a
- * server without huge pages the one scan is also the faster read
- * (docs/performance.md). A full read (a first load, the key set) keeps its
- * parallel parts: it is rare, or it copies every row and is bound by that.
+ * anyway, is read in one sequential part: a run every few minutes does not
+ * sweep a production server's cache each time. On a server without huge
+ * pages the one scan is also the faster read (docs/performance.md). A first
+ * load keeps its parallel parts: it happens once.
  */
 export function spareSourceCache(
   server: ServerInfo,

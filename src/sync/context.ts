@@ -21,8 +21,14 @@ export interface TableContext extends CopyContext {
   key: KeyColumn[];
   /** The source keeps the key unique and NOT NULL itself: no need to check the rows read. */
   keyEnforced: boolean;
-  /** The parts of the plan's filtered read: `parts`, or one through an index for a narrow cursor window. */
+  /**
+   * The parts of the plan's filtered read: `parts`, one through an index
+   * for a narrow cursor window, or one sequential scan per leaf bigger than
+   * the source's shared_buffers (spareSourceCache).
+   */
   filteredParts: ReadPart[];
+  /** The parts of the source's key set, read by every run that reconciles deletes: spareSourceCache's. */
+  keyParts: ReadPart[];
   /** Progress of a long phase: bytes streamed so far, or steps done of a total. */
   progress: (phase: ProgressPhase, p: { bytes?: number; done?: number; total?: number }) => void;
   /** Phase timings and sizes, for the logs. */

@@ -73,6 +73,7 @@ async function stageKeys(ctx: TableContext): Promise<QualifiedName> {
     keys,
     { columns: keyNames(ctx.key), xmin: "none", filter: { kind: "all" } },
     (n) => ctx.progress("keys", { bytes: (bytes += n) }),
+    { parts: ctx.keyParts },
   );
   // Statistics, so the anti-join against millions of keys is planned as a hash join.
   ctx.signal?.throwIfAborted();

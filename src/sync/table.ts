@@ -181,19 +181,20 @@ export async function syncTable(
       key: keyNames(key.columns),
       newLeaves: plan.newLeaves,
     });
-    // Changed rows: through the cursor's index when its window is narrow,
-    // else in parts that spare the source's buffer cache.
+    // What every run reads (changed rows, the key set) spares the source's
+    // buffer cache; changed rows in a narrow cursor window go through its index.
+    const recurringParts = spareSourceCache(run.server, table, parts);
     const filteredParts =
       plan.filter.kind === "all"
         ? parts
         : (plan.filter.kind === "cursor" &&
             (await narrowCursorRead(source, table, plan.filter, parts))) ||
-          spareSourceCache(run.server, table, parts);
+          recurringParts;
     // Pairs opened ahead that no copy of this plan can use at once go now.
     const keysRead = plan.into === "staging" && plan.deletes === "against-keys";
     await pairsAhead.trim(
       plan.into === "staging"
-        ? Math.max(filteredParts.length, keysRead ? parts.length : 0)
+        ? Math.max(filteredParts.length, keysRead ? recurringParts.length : 0)
         : parts.length,
     );
     const ctx: TableContext = {
@@ -216,6 +217,7 @@ export async function syncTable(
       key: key.columns,
       keyEnforced: key.enforced,
       filteredParts,
+      keyParts: recurringParts,
       progress: (phase, p) =>
         opts.onProgress?.({
           table: tableName,
@@ -233,7 +235,7 @@ export async function syncTable(
         ...(filteredParts[0]?.byIndex && plan.filter.kind === "cursor"
           ? { byIndex: plan.filter.column }
           : {}),
-        ...(filteredParts.length < parts.length && !filteredParts[0]?.byIndex
+        ...(recurringParts.length < parts.length && plan.into === "staging"
           ? { sequential: "bigger than the source's shared_buffers" }
           : {}),
         format: ctx.format,
