@@ -248,7 +248,7 @@ describe("parallel reads, first loads and sliced merges", () => {
       // The cache is smaller than the table: one part, a plain sequential scan of all of it.
       const small = { ...server, sharedBufferPages: table.leaves[0]!.pages - 1 };
       assert.deepEqual(spareSourceCache(small, table, parts), [
-        { relation: { schema: "app", name: "plain" }, only: false },
+        { relation: { schema: "app", name: "plain" }, only: false, sequential: true },
       ]);
     } finally {
       await c.query("ROLLBACK");

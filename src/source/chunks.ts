@@ -139,7 +139,8 @@ async function splitLeaf(
  * keeps cached. A plain sequential scan of a relation bigger than a quarter
  * of shared_buffers reads through a small ring of buffers instead. So a
  * leaf with more pages than shared_buffers, which the cache could not hold
- * anyway, is read in one sequential part: a run every few minutes does not
+ * anyway, is read in one part, by a sequential scan even where the planner
+ * would take an index-only scan (a key set): a run every few minutes does not
  * sweep a production server's cache each time. On a server without huge
  * pages the one scan is also the faster read (docs/performance.md). A first
  * load keeps its parallel parts: it happens once.
@@ -164,7 +165,7 @@ export function spareSourceCache(
       // A leaf's parts differ only in their range.
       whole.add(relation);
       const { range: _range, ...rest } = part;
-      out.push(rest);
+      out.push({ ...rest, sequential: true });
     }
   }
   return out;

@@ -33,6 +33,12 @@ export interface ReadPart {
    * would scan the whole table.
    */
   byIndex?: boolean;
+  /**
+   * Read by a sequential scan, never an index: what spares the source's
+   * buffer cache (spareSourceCache). The planner would read a key set of an
+   * all-visible table by an index-only scan, through the cache.
+   */
+  sequential?: boolean;
 }
 
 /** Which rows a read selects. */

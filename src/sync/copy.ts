@@ -123,7 +123,11 @@ export async function copyParts(
           await bindRead(reader, ctx.source.snapshot, spec);
           const readSql = copyOutSql({ ...spec, format: ctx.format });
           // Only for the statement: the reader serves other parts next.
-          const planner: Record<string, string> = part.byIndex ? { enable_seqscan: "off" } : {};
+          const planner: Record<string, string> = part.byIndex
+            ? { enable_seqscan: "off" }
+            : part.sequential
+              ? { enable_indexscan: "off", enable_indexonlyscan: "off", enable_bitmapscan: "off" }
+              : {};
           const copy = () =>
             withSettings(open.reader, planner, () =>
               streamCopy(open.reader, readSql, open.writer, writeSql, onBytes, signal),

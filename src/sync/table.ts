@@ -235,7 +235,7 @@ export async function syncTable(
         ...(filteredParts[0]?.byIndex && plan.filter.kind === "cursor"
           ? { byIndex: plan.filter.column }
           : {}),
-        ...(recurringParts.length < parts.length && plan.into === "staging"
+        ...(recurringParts.some((p) => p.sequential) && plan.into === "staging"
           ? { sequential: "bigger than the source's shared_buffers" }
           : {}),
         format: ctx.format,
