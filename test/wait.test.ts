@@ -127,8 +127,17 @@ describe("waits and the source horizon", () => {
     await waitFor("the merge of accounts to wait", () =>
       runningStatement(target, /MERGE INTO "public"\."accounts"/),
     );
-    assert.deepEqual(await ourBackends(source), [], "the source snapshot is released");
-    await new Promise((r) => setTimeout(r, 300));
+    // The other table may still be reading its rows (the snapshot is held
+    // until the last table has): wait for that, while the merge still waits.
+    await waitFor(
+      "the source snapshot to be released",
+      async () => (await ourBackends(source)).length === 0,
+      15_000,
+    );
+    assert.ok(
+      await runningStatement(target, /MERGE INTO "public"\."accounts"/),
+      "the merge of accounts still waits",
+    );
     await blocker.query("ROLLBACK");
     const results = await running;
     for (const r of results) {
