@@ -136,14 +136,15 @@ async function splitLeaf(
  * The parts of a read every run makes (changed rows, the key set) that
  * leave the source's buffer cache as it was. A TID range scan reads
  * through shared_buffers as an index scan does: every page it reads takes
- * a buffer from what the source's own work keeps cached. A plain sequential scan of a relation bigger than a quarter
- * of shared_buffers reads through a small ring of buffers instead. So a
- * leaf with more pages than shared_buffers, which the cache could not hold
- * anyway, is read in one part, by a sequential scan even where the
- * planner would take an index-only scan (a key set): a run every few
- * minutes does not sweep a production server's cache each time. On a server without huge
- * pages the one scan is also the faster read (docs/performance.md). A first
- * load keeps its parallel parts: it happens once.
+ * a buffer from what the source's own work keeps cached. A plain
+ * sequential scan of a relation bigger than a quarter of shared_buffers
+ * reads through a small ring of buffers instead. So a leaf with more pages
+ * than shared_buffers, which the cache could not hold anyway, is read in
+ * one part, by a sequential scan even where the planner would take an
+ * index-only scan (a key set): a run every few minutes does not sweep a
+ * production server's cache each time. On a server without huge pages the
+ * one scan is also the faster read (docs/performance.md). A first load
+ * keeps its parallel parts: it happens once.
  */
 export function spareSourceCache(
   server: ServerInfo,
