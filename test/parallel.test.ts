@@ -250,6 +250,10 @@ describe("parallel reads, first loads and sliced merges", () => {
       assert.deepEqual(spareSourceCache(small, table, parts), [
         { relation: { schema: "app", name: "plain" }, only: false, sequential: true },
       ]);
+      // One worker: one part already, still read by a sequential scan.
+      assert.deepEqual(spareSourceCache(small, table, [{ relation: table.name, only: false }]), [
+        { relation: { schema: "app", name: "plain" }, only: false, sequential: true },
+      ]);
     } finally {
       await c.query("ROLLBACK");
       await c.end();

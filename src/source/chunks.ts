@@ -144,7 +144,8 @@ async function splitLeaf(
  * index-only scan (a key set): a run every few minutes does not sweep a
  * production server's cache each time. On a server without huge pages the
  * one scan is also the faster read (docs/performance.md). A first load
- * keeps its parallel parts: it happens once.
+ * keeps its parallel parts: it happens once. The size is a leaf's: a
+ * partition tree of leaves the cache can each hold is still read in parts.
  */
 export function spareSourceCache(
   server: ServerInfo,
@@ -160,10 +161,11 @@ export function spareSourceCache(
   const whole = new Set<string>();
   for (const part of parts) {
     const relation = quoteQualified(part.relation);
-    if (part.range?.kind !== "ctid" || !big.has(relation)) {
+    if (!big.has(relation)) {
       out.push(part);
     } else if (!whole.has(relation)) {
-      // A leaf's parts differ only in their range.
+      // A leaf's parts differ only in their range (TID or key; the first
+      // and last are open-ended), so one part without it reads them all.
       whole.add(relation);
       const { range: _range, ...rest } = part;
       out.push({ ...rest, sequential: true });

@@ -181,11 +181,12 @@ export async function syncTable(
       key: keyNames(key.columns),
       newLeaves: plan.newLeaves,
     });
-    // What every run reads (changed rows, the key set) spares the source's
-    // buffer cache; changed rows in a narrow cursor window go through its index.
+    // What every run reads (changed rows, the key set, a resync into
+    // staging) spares the source's buffer cache; changed rows in a narrow
+    // cursor window go through its index. A first load keeps its parts.
     const recurringParts = spareSourceCache(run.server, table, parts);
     const filteredParts =
-      plan.filter.kind === "all"
+      plan.into !== "staging"
         ? parts
         : (plan.filter.kind === "cursor" &&
             (await narrowCursorRead(source, table, plan.filter, parts))) ||
@@ -235,7 +236,8 @@ export async function syncTable(
         ...(filteredParts[0]?.byIndex && plan.filter.kind === "cursor"
           ? { byIndex: plan.filter.column }
           : {}),
-        ...(recurringParts.some((p) => p.sequential) && plan.into === "staging"
+        ...(filteredParts.some((p) => p.sequential) ||
+        (keysRead && recurringParts.some((p) => p.sequential))
           ? { sequential: "bigger than the source's shared_buffers" }
           : {}),
         format: ctx.format,
