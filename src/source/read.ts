@@ -139,6 +139,17 @@ function rangeSql(range: ReadRange): string[] {
   return conds;
 }
 
+/**
+ * Planner settings a part's read needs, for its one statement: the scan
+ * its flags ask for (copyOutSql writes the rest of the read).
+ */
+export function readSettings(part: ReadPart): Record<string, string> {
+  if (part.byIndex) return { enable_seqscan: "off" };
+  if (part.sequential)
+    return { enable_indexscan: "off", enable_indexonlyscan: "off", enable_bitmapscan: "off" };
+  return {};
+}
+
 export function copyOutSql(spec: ReadSpec): string {
   const { part, filter } = spec;
   const select = spec.columns.map((c) => `t.${quoteIdent(c)}`);

@@ -6,7 +6,13 @@ import { from as copyFrom, to as copyTo } from "pg-copy-streams";
 import { cancelOnAbort } from "../db/cancel.js";
 import { closeSoon, connect, endClient, openBoth } from "../db/connect.js";
 import type { QualifiedName } from "../db/quote.js";
-import { bindRead, copyOutSql, type ReadPart, type RowFilter } from "../source/read.js";
+import {
+  bindRead,
+  copyOutSql,
+  readSettings,
+  type ReadPart,
+  type RowFilter,
+} from "../source/read.js";
 import type { SourceRun } from "../source/run.js";
 import { copyInSql } from "../target/merge.js";
 import { withSettings } from "../db/tx.js";
@@ -123,13 +129,8 @@ export async function copyParts(
           await bindRead(reader, ctx.source.snapshot, spec);
           const readSql = copyOutSql({ ...spec, format: ctx.format });
           // Only for the statement: the reader serves other parts next.
-          const planner: Record<string, string> = part.byIndex
-            ? { enable_seqscan: "off" }
-            : part.sequential
-              ? { enable_indexscan: "off", enable_indexonlyscan: "off", enable_bitmapscan: "off" }
-              : {};
           const copy = () =>
-            withSettings(open.reader, planner, () =>
+            withSettings(open.reader, readSettings(part), () =>
               streamCopy(open.reader, readSql, open.writer, writeSql, onBytes, signal),
             );
           let rows: number;

@@ -193,11 +193,7 @@ export async function syncTable(
           recurringParts;
     // Pairs opened ahead that no copy of this plan can use at once go now.
     const keysRead = plan.into === "staging" && plan.deletes === "against-keys";
-    await pairsAhead.trim(
-      plan.into === "staging"
-        ? Math.max(filteredParts.length, keysRead ? recurringParts.length : 0)
-        : parts.length,
-    );
+    await pairsAhead.trim(Math.max(filteredParts.length, keysRead ? recurringParts.length : 0));
     const ctx: TableContext = {
       source: run,
       targetUrl,
