@@ -172,6 +172,33 @@ describe("parallel reads, first loads and sliced merges", () => {
     await assertEqual("app.plain", "picky.plain", "id");
   });
 
+  test("a copy that fails on the table's own connections leaves no work tables behind", async () => {
+    // The first part of a copy runs on the table's own reader and target
+    // connection; a failed COPY cuts both. The view's read fails once the
+    // divisor is 0; a view is read in one part, so on those connections.
+    await source.sql(`
+      CREATE SCHEMA lent;
+      CREATE TABLE lent.divisor (d int);
+      INSERT INTO lent.divisor VALUES (1);
+      CREATE VIEW lent.ratio AS SELECT p.id, p.amount / (SELECT d FROM lent.divisor) AS share FROM app.plain p;`);
+    const spec: TableSpec = { source: { schema: "lent", name: "ratio" }, key: ["id"] };
+    const run = () => sync({ source: source.url(), target: target.url(), tables: [spec], tuning });
+    const [first] = await run();
+    assert.equal(first!.status, "ok", first!.error);
+    await source.sql("UPDATE lent.divisor SET d = 0");
+    const [failed] = await run();
+    assert.equal(failed!.status, "error");
+    assert.match(failed!.error!, /division by zero/);
+    const work = await target.sql(
+      "SELECT relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE nspname = 'xmin_sync' AND relname ~ '^(load|stage|keys)_'",
+    );
+    assert.deepEqual(work, [], "no work tables left");
+    await source.sql("UPDATE lent.divisor SET d = 2");
+    const [again] = await run();
+    assert.equal(again!.status, "ok", again!.error);
+    await assertEqual("lent.ratio", "lent.ratio", "id");
+  });
+
   test("no session outlives a run, whether it succeeded, failed or was refused", async () => {
     // The run hands the preflight's connections to its first table and opens
     // a copy's connections ahead of it: each way out must close them.

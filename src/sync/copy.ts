@@ -66,6 +66,8 @@ export interface CopyContext {
 interface Pair {
   reader: pg.Client;
   writer: pg.Client;
+  /** The table's own connections, lent: given back when the copy is done with them, not closed. */
+  lent?: true;
 }
 
 export interface CopyPartsOptions {
@@ -111,6 +113,12 @@ export async function copyParts(
     ctx.spareTargets && !stop.signal.aborted && ctx.spareTargets.length < ctx.pool.concurrency - 1
       ? ctx.spareTargets.push(writer)
       : closeSoon(writer);
+  // A pair no part of this copy will take: a lent one goes back to its table.
+  const done = async (pair: Pair) => {
+    if (pair.lent) return ctx.pairsAhead?.giveBack(pair);
+    await ctx.source.closeReader(pair.reader);
+    release(pair.writer);
+  };
   const parts = opts.parts ?? ctx.parts;
   let notStarted = parts.length;
   const settled = await Promise.allSettled(
@@ -146,11 +154,8 @@ export async function copyParts(
             await opts.record(writer, i, rows);
             await writer.query("COMMIT");
           }
-          if (notStarted > 0) idle.push({ reader, writer });
-          else {
-            await ctx.source.closeReader(reader);
-            release(writer);
-          }
+          if (notStarted > 0) idle.push(open);
+          else await done(open);
           return rows;
         } catch (err) {
           failed = true;
@@ -169,12 +174,7 @@ export async function copyParts(
       }),
     ),
   );
-  await Promise.all(
-    idle.map(async ({ reader, writer }) => {
-      await ctx.source.closeReader(reader);
-      release(writer);
-    }),
-  );
+  await Promise.all(idle.map(done));
   // The first failure is the cause; the others were cancelled because of it.
   if (stop.signal.aborted) throw stop.signal.reason;
   const failure = settled.find((r): r is PromiseRejectedResult => r.status === "rejected");
@@ -207,15 +207,30 @@ const heldAhead = new WeakMap<LimitFunction, number>();
  */
 export class PairsAhead {
   private readonly pairs: Promise<Pair>[] = [];
+  private readonly own: Pair | undefined;
+  private ownOut = false;
 
-  constructor(private readonly ctx: PairContext) {}
+  /**
+   * `own`: the table's reader (in the run's snapshot, holding the source
+   * table's lock) and its target connection, idle while the table copies:
+   * lent to the first copy slot instead of opening a pair. Each connection
+   * costs a backend start on its server (about 45 ms of CPU each here),
+   * which on a small machine the copies' own work waits for.
+   */
+  constructor(
+    private readonly ctx: PairContext,
+    own?: { reader: pg.Client; writer: pg.Client },
+  ) {
+    this.own = own && { ...own, lent: true };
+  }
 
   /** Starts opening up to `wanted` pairs, as many as the pool has slots nobody uses or holds. */
   open(wanted: number): void {
     const pool = this.ctx.pool;
     const held = heldAhead.get(pool) ?? 0;
     const free = pool.concurrency - pool.activeCount - pool.pendingCount - held;
-    const n = Math.max(0, Math.min(wanted, free));
+    // The lent pair takes one of the slots: a part on it needs no other.
+    const n = Math.max(0, Math.min(wanted, free) - (this.own ? 1 : 0));
     heldAhead.set(pool, held + n);
     for (let i = 0; i < n; i++) {
       const pair = openPair(this.ctx);
@@ -226,14 +241,23 @@ export class PairsAhead {
   }
 
   take(): Promise<Pair> | undefined {
+    if (this.own && !this.ownOut) {
+      this.ownOut = true;
+      return Promise.resolve(this.own);
+    }
     const pair = this.pairs.shift();
     if (pair) this.release(1);
     return pair;
   }
 
-  /** Closes the pairs beyond the first `keep`: they hold the run's snapshot, and the pool's slots. */
+  /** The lent pair is back, idle, for the table's next step or copy. */
+  giveBack(pair: Pair): void {
+    if (pair === this.own) this.ownOut = false;
+  }
+
+  /** Closes the pairs opened beyond what `keep` parts at once need: they hold the run's snapshot, and the pool's slots. */
   async trim(keep = 0): Promise<void> {
-    const extra = this.pairs.splice(keep);
+    const extra = this.pairs.splice(Math.max(0, keep - (this.own ? 1 : 0)));
     this.release(extra.length);
     await Promise.all(
       extra.map((p) =>

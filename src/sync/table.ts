@@ -96,13 +96,11 @@ export async function syncTable(
   let source: pg.Client | undefined = reader;
   // Target connections the copies are done with, for the merge's slices.
   const spares: pg.Client[] = [];
-  // The copy's connections, opened while the steps before it run.
-  const pairsAhead = new PairsAhead({
-    source: run,
-    targetUrl,
-    signal: opts.signal,
-    pool: opts.pool,
-  });
+  // The copy's connections: the table's own two, and more opened while the steps before it run.
+  const pairsAhead = new PairsAhead(
+    { source: run, targetUrl, signal: opts.signal, pool: opts.pool },
+    { reader, writer: target },
+  );
   try {
     // 1. Resolve, in the run's snapshot: a missing table or key fails before the target is touched.
     const table = await readSourceTable(source, spec.source);
@@ -275,7 +273,10 @@ export async function syncTable(
         ...(schemaChanges.length > 0 ? { schemaChanges } : {}),
       };
     } finally {
-      await dropWorkTables(target, targetName, RUN_WORK_TABLES).catch(() => undefined);
+      await dropWorkTables(target, targetName, RUN_WORK_TABLES).catch(() =>
+        // A failed copy cuts the connections it ran on: the table's own, when lent.
+        dropWorkTablesOnFresh(targetUrl, targetName),
+      );
     }
   } finally {
     await pairsAhead.trim();
@@ -359,6 +360,14 @@ function outcome(
       : (state?.watermark?.toString() ?? null),
     ...(staged.resumed ? { resumed: staged.resumed } : {}),
   };
+}
+
+/** The run's work tables dropped on a connection of their own; nothing is said if that fails too. */
+async function dropWorkTablesOnFresh(targetUrl: string, targetName: QualifiedName): Promise<void> {
+  const fresh = await connect(targetUrl, "target").catch(() => undefined);
+  if (!fresh) return;
+  await dropWorkTables(fresh, targetName, RUN_WORK_TABLES).catch(() => undefined);
+  closeSoon(fresh);
 }
 
 async function hasNoRows(client: pg.Client, name: QualifiedName): Promise<boolean> {
