@@ -55,6 +55,8 @@ export class SourceRun {
   /** Tables still to read in the snapshot. */
   private reading: number | undefined;
   private released = false;
+  /** The coordinator is the one table's reader (`tableReader`). */
+  private coordinatorReads = false;
   /** When the snapshot was taken (Date.now()). */
   readonly takenAt = Date.now();
 
@@ -125,6 +127,23 @@ export class SourceRun {
   }
 
   /**
+   * A table's own reader (its catalog, its lock, its first copy slot). With
+   * one table in the snapshot, the coordinator itself: it is in the
+   * snapshot, and idle until the snapshot's release, which ends it; a
+   * failure there can end no other table's snapshot. That is one backend
+   * fewer per run (about 45 ms of the source's CPU here). Else, as
+   * `openReader`.
+   */
+  async tableReader(given?: pg.Client): Promise<pg.Client> {
+    if (this.opts.tables !== 1 || this.coordinatorReads || this.released) {
+      return this.openReader(given);
+    }
+    if (given) closeSoon(given);
+    this.coordinatorReads = true;
+    return this.coordinator;
+  }
+
+  /**
    * After joining the snapshot failed ("invalid snapshot identifier"): if the
    * coordinator's connection is gone, an error saying so that is retryable
    * like its cause (40001 from a recovery conflict, or a dropped connection),
@@ -140,6 +159,8 @@ export class SourceRun {
   }
 
   async closeReader(client: pg.Client): Promise<void> {
+    // The coordinator ends with the snapshot's release.
+    if (client === this.coordinator) return;
     this.readers.delete(client);
     await client.query("ROLLBACK").catch(() => undefined);
     closeSoon(client);

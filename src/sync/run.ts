@@ -61,15 +61,19 @@ export async function sync(asked: SyncOptions): Promise<TableResult[]> {
   // The run's two long-lived connections (the target's lock holder, the
   // source's coordinator) open while the preflight runs: opening one
   // writes nothing, and each costs a start-up round on the critical path.
-  const early = openBoth(connect(asked.target, "target"), connect(asked.source, "source"), [
-    endClient,
-    endClient,
-  ]);
+  // A run of one table takes the preflight's source connection as its
+  // coordinator, which is also the table's reader (SourceRun.tableReader).
+  const oneTable = asked.tables.length === 1;
+  const early = openBoth(
+    connect(asked.target, "target"),
+    oneTable ? Promise.resolve(undefined) : connect(asked.source, "source"),
+    [endClient, (c) => c?.end() ?? Promise.resolve()],
+  );
   // A failure to open is the preflight's to report.
   early.catch(() => undefined);
   const closeEarly = () =>
     early.then(
-      (both) => Promise.all(both.map((c) => c.end().catch(() => undefined))),
+      (both) => Promise.all(both.map((c) => c?.end().catch(() => undefined))),
       () => undefined,
     );
   // Everything the run needs, checked on both servers before anything is
@@ -95,7 +99,7 @@ export async function sync(asked: SyncOptions): Promise<TableResult[]> {
   // The project schema is created per table once its source checks pass,
   // so a run that fails on the source side leaves the target as it was.
   let holder: pg.Client;
-  let firstSource: pg.Client;
+  let firstSource: pg.Client | undefined;
   try {
     [holder, firstSource] = await early;
   } catch (err) {
@@ -124,12 +128,17 @@ export async function sync(asked: SyncOptions): Promise<TableResult[]> {
     const ready = [...locks.values()].filter((l) => typeof l === "object" && !(l instanceof Error));
     if (ready.length === 0) {
       // Every table waits for another run: no session on the source meanwhile.
-      closeSoon(coordinator!);
+      if (coordinator) closeSoon(coordinator);
       coordinator = undefined;
       closeHandoff(handoff);
     } else {
-      const client = coordinator;
+      let client = coordinator;
       coordinator = undefined;
+      if (!client) {
+        // A run of one table opened no coordinator: the preflight's source connection is.
+        client = handoff.source;
+        handoff.source = undefined;
+      }
       shared = await SourceRun.open(opts.source, {
         client,
         signal,
