@@ -61,6 +61,11 @@ describe("parallel reads, first loads and sliced merges", () => {
     ...differences,
   });
 
+  /** The run's work tables in the target's project schema: none once a run has ended. */
+  const workTablesLeft = () =>
+    target.sql(
+      "SELECT relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE nspname = 'xmin_sync' AND relname ~ '^(load|stage|keys)_'",
+    );
   const assertEqual = async (src: string, dst: string, key: string) => {
     await assertSameRows(source, src, target, dst, [key]);
   };
@@ -139,10 +144,7 @@ describe("parallel reads, first loads and sliced merges", () => {
     });
     assert.equal(failed!.status, "error");
     assert.match(failed!.error!, /check constraint/);
-    const work = await target.sql(
-      "SELECT relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE nspname = 'xmin_sync' AND relname ~ '^(load|stage|keys)_'",
-    );
-    assert.deepEqual(work, [], "no work tables left");
+    assert.deepEqual(await workTablesLeft(), [], "no work tables left");
     const [{ state }] = (await target.sql(
       "SELECT count(*)::int AS state FROM xmin_sync.state WHERE target_schema = 'picky'",
     )) as [{ state: number }];
@@ -189,10 +191,7 @@ describe("parallel reads, first loads and sliced merges", () => {
     const [failed] = await run();
     assert.equal(failed!.status, "error");
     assert.match(failed!.error!, /division by zero/);
-    const work = await target.sql(
-      "SELECT relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE nspname = 'xmin_sync' AND relname ~ '^(load|stage|keys)_'",
-    );
-    assert.deepEqual(work, [], "no work tables left");
+    assert.deepEqual(await workTablesLeft(), [], "no work tables left");
     await source.sql("UPDATE lent.divisor SET d = 2");
     const [again] = await run();
     assert.equal(again!.status, "ok", again!.error);

@@ -72,8 +72,9 @@ export class SourceRun {
     this.reading = opts.tables;
     // A standby ends an idle transaction whose snapshot conflicts with WAL
     // replay (FATAL, SQLSTATE 40001): the coordinator, idle while a reader
-    // copies, goes with the reader. Remembered so the next table's reader
-    // can tell why the snapshot cannot be joined.
+    // copies (unless it is the one table's reader), goes with the reader.
+    // Remembered so the next table's reader can tell why the snapshot
+    // cannot be joined.
     coordinator.on("error", (err) => (this.lost ??= err));
     coordinator.on("end", () => (this.lost ??= new Error("Connection terminated")));
   }
@@ -129,9 +130,9 @@ export class SourceRun {
   /**
    * A table's own reader (its catalog, its lock, its first copy slot). With
    * one table in the snapshot, the coordinator itself: it is in the
-   * snapshot, and idle until the snapshot's release, which ends it; a
-   * failure there can end no other table's snapshot. That is one backend
-   * fewer per run (about 45 ms of the source's CPU here). Else, as
+   * snapshot, a failure there can end no other table's snapshot, and the
+   * snapshot's release ends it (with the table's source lock). That is one
+   * backend fewer per run (about 45 ms of the source's CPU here). Else, as
    * `openReader`.
    */
   async tableReader(given?: pg.Client): Promise<pg.Client> {

@@ -212,8 +212,9 @@ export class PairsAhead {
 
   /**
    * `own`: the table's reader (in the run's snapshot, holding the source
-   * table's lock) and its target connection, idle while the table copies:
-   * lent to the first copy slot instead of opening a pair. Each connection
+   * table's lock) and its target connection, which have nothing else to
+   * do while the table copies: lent to the first copy slot instead of
+   * opening a pair (beside the pairs held ahead, not counted with them). Each connection
    * costs a backend start on its server (about 45 ms of CPU each here),
    * which on a small machine the copies' own work waits for.
    */

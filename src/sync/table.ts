@@ -80,13 +80,15 @@ export async function syncTable(
   const tableName = displayName(spec.source);
   const log = opts.logger.child({ table: tableName });
   opts.signal?.throwIfAborted();
-  // The table's own connection in the run's snapshot: it reads the catalog
-  // and holds the table's source lock until the rows are staged. (The run's
-  // coordinator only when the snapshot is this table's alone: a failed
-  // statement there, such as a standby's recovery conflict while waiting
-  // for a lock, would end the snapshot for every table of the run.) Both
-  // open at once: each costs a start-up round; the run's first table takes
-  // the preflight's instead.
+  // The table's own connection in the run's snapshot: it reads the catalog,
+  // copies a part, and holds the table's source lock until the rows are
+  // staged (until the snapshot's release, when it is the run's coordinator:
+  // only when the snapshot is this table's alone, since a failed statement
+  // there, such as a standby's recovery conflict while waiting for a lock,
+  // would end the snapshot for every table of the run). Both open at once:
+  // each costs a start-up round; the run's first table takes the
+  // preflight's instead, and a run of one table has made the preflight's
+  // source connection its coordinator already.
   const given = opts.given ?? {};
   const [target, reader] = await openBoth(
     given.target ? Promise.resolve(given.target) : connect(targetUrl, "target"),
